@@ -1,0 +1,25 @@
+# mmsam: the two commands a newcomer needs.
+#   make demo   set up everything (idempotent) and run the main job
+#   make test   set up everything (idempotent) and run the test suite
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export MMSAM_VENV := $(VENV)
+
+.PHONY: setup demo test lint format bench
+
+setup:
+	bash tools/setup_env.sh
+
+demo: setup
+	$(PY) tools/misc/print_env.py
+
+test: setup
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check mmsam tools tests demo configs
+	$(PY) -m ruff format --check mmsam tools tests demo configs
+
+format: setup
+	$(PY) -m ruff format mmsam tools tests demo configs
+	$(PY) -m ruff check --fix mmsam tools tests demo configs

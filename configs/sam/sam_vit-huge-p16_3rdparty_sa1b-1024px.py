@@ -1,0 +1,2 @@
+# SAM ViT-huge (official weights converted from facebookresearch/segment-anything).
+_base_ = ['../_base_/models/sam_vit-huge.py']

@@ -1,0 +1,15 @@
+"""mmsam: Segment Anything (SAM) for the OpenMMLab tool chain.
+
+Importing mmsam registers its image encoder in ``mmpretrain.registry.MODELS`` and its
+prompt encoder, mask decoder, data preprocessor and assembled ``SAM`` model in
+``mmdet.registry.MODELS``.
+"""
+
+from ._compat import check_environment
+from .version import __version__, version_info
+
+check_environment()
+
+from . import models  # noqa: E402,F401  (registers the modules)
+
+__all__ = ['__version__', 'version_info', 'models']

@@ -1,0 +1,31 @@
+"""Early checks that turn known environment breakages into clear errors."""
+
+import importlib.util
+
+
+def check_environment() -> None:
+    """Import mmpretrain's and mmdet's registries, explaining known failures.
+
+    ``transformers`` 4.4x/5.x in the same environment breaks ``import mmpretrain``
+    (a ``TypeError`` in mmpretrain's BLIP language model); mmcv without its
+    compiled ops breaks mmdet. Both are reported with the cause and the fix.
+    """
+    try:
+        import mmpretrain.registry  # noqa: F401
+    except TypeError as exc:
+        if importlib.util.find_spec('transformers') is not None:
+            raise ImportError(
+                'mmpretrain fails to import because the installed `transformers` package is '
+                'incompatible with mmpretrain 1.2.0 (' + str(exc) + '). mmsam does not need '
+                'transformers: uninstall it (`pip uninstall transformers`) or use a separate '
+                'environment for it.'
+            ) from exc
+        raise
+    try:
+        import mmcv.ops  # noqa: F401
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise ImportError(
+            'mmcv is installed without its compiled ops (' + str(exc) + '); mmdet needs them. '
+            'Run `bash tools/setup_env.sh` (it builds mmcv 2.1.0 with ops) or install a '
+            'full mmcv build for your torch.'
+        ) from exc

@@ -1,0 +1,342 @@
+"""The assembled Segment Anything model as an mmdet detector."""
+
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.detectors.base import BaseDetector
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmengine.structures import InstanceData
+from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+
+from ...structures.transforms import apply_boxes, apply_coords
+
+Points = Tuple[torch.Tensor, torch.Tensor]
+
+
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight XYXY boxes of boolean masks, mmdet convention (``x2 = last column + 1``).
+
+    Args:
+        masks (Tensor): ``(N, H, W)`` bool.
+
+    Returns:
+        Tensor: ``(N, 4)`` float32; all zeros for an empty mask.
+    """
+    n, h, w = masks.shape
+    boxes = masks.new_zeros((n, 4), dtype=torch.float32)
+    if n == 0:
+        return boxes
+    rows = masks.any(dim=2)  # (N, H)
+    cols = masks.any(dim=1)  # (N, W)
+    nonempty = rows.any(dim=1)
+    ys = torch.arange(h, device=masks.device)
+    xs = torch.arange(w, device=masks.device)
+    y1 = torch.where(rows, ys, h).amin(dim=1)
+    y2 = torch.where(rows, ys, -1).amax(dim=1) + 1
+    x1 = torch.where(cols, xs, w).amin(dim=1)
+    x2 = torch.where(cols, xs, -1).amax(dim=1) + 1
+    boxes[:] = torch.stack([x1, y1, x2, y2], dim=1).float()
+    boxes[~nonempty] = 0
+    return boxes
+
+
+@MODELS.register_module()
+class SAM(BaseDetector):
+    """Segment Anything: an image encoder, a prompt encoder and a mask decoder.
+
+    Args:
+        backbone (dict): Config of the image encoder, built from mmpretrain's
+            registry (e.g. ``dict(type='mmpretrain.SAMImageEncoder', arch='base')``).
+        prompt_encoder (dict): Config of :class:`SAMPromptEncoder`.
+        mask_decoder (dict): Config of :class:`SAMMaskDecoder`.
+        data_preprocessor (dict, optional): Config of :class:`SAMDataPreprocessor`.
+        mask_threshold (float): Logit threshold of the binary masks. Defaults to 0.0.
+        test_cfg (dict, optional): ``multimask_output`` (bool, default True) and
+            ``prompts_per_batch`` (int or None: prompts per decoder call, to bound
+            memory; results do not depend on it; default None = all at once).
+        init_cfg (dict, optional): Initialization config.
+    """
+
+    def __init__(
+        self,
+        backbone: dict,
+        prompt_encoder: dict,
+        mask_decoder: dict,
+        data_preprocessor: Optional[dict] = None,
+        mask_threshold: float = 0.0,
+        test_cfg: Optional[dict] = None,
+        train_cfg: Optional[dict] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='SAMDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            # built from mmdet's registry, whatever the current default scope is
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = self._build_backbone(backbone)
+        self.prompt_encoder = MODELS.build(prompt_encoder)
+        self.mask_decoder = MODELS.build(mask_decoder)
+        self.mask_threshold = float(mask_threshold)
+        self.test_cfg = dict(multimask_output=True, prompts_per_batch=None)
+        self.test_cfg.update(test_cfg or {})
+        self.train_cfg = train_cfg
+        self.image_size = int(getattr(self.backbone, 'img_size', 1024))
+        preprocessor_size = getattr(self.data_preprocessor, 'image_size', self.image_size)
+        if preprocessor_size != self.image_size:
+            raise ValueError(
+                f'data_preprocessor.image_size ({preprocessor_size}) must equal the image '
+                f'encoder img_size ({self.image_size})'
+            )
+
+    @staticmethod
+    def _build_backbone(cfg: dict) -> torch.nn.Module:
+        cfg = dict(cfg)
+        type_name = cfg.get('type', '')
+        if isinstance(type_name, str) and type_name.startswith('mmpretrain.'):
+            cfg['type'] = type_name[len('mmpretrain.') :]
+            return PRETRAIN_MODELS.build(cfg)
+        if isinstance(type_name, str) and type_name in PRETRAIN_MODELS:
+            return PRETRAIN_MODELS.build(cfg)
+        return MODELS.build(cfg)
+
+    # ------------------------------------------------------------------ encoder
+    def extract_feat(self, batch_inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Image embeddings of normalized, padded inputs.
+
+        Args:
+            batch_inputs (Tensor): ``(B, 3, S, S)``.
+
+        Returns:
+            tuple[Tensor]: ``((B, 256, S / 16, S / 16),)``.
+        """
+        if batch_inputs.dim() != 4 or batch_inputs.shape[1] != 3:
+            raise ValueError(
+                f'batch_inputs must have shape (B, 3, {self.image_size}, {self.image_size}), '
+                f'got {tuple(batch_inputs.shape)}'
+            )
+        return tuple(self.backbone(batch_inputs))
+
+    # ------------------------------------------------------------------ decoder
+    def predict_prompts(
+        self,
+        image_embeddings: torch.Tensor,
+        points: Optional[Points] = None,
+        boxes: Optional[torch.Tensor] = None,
+        mask_inputs: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Decode masks for ``N`` prompts on one image (input-frame coordinates).
+
+        Args:
+            image_embeddings (Tensor): ``(1, 256, E, E)``.
+            points (tuple[Tensor, Tensor], optional): coords ``(N, P, 2)`` and labels
+                ``(N, P)``.
+            boxes (Tensor, optional): ``(N, 4)`` XYXY.
+            mask_inputs (Tensor, optional): ``(N, 1, 4E, 4E)`` low-resolution logits.
+            multimask_output (bool): Three masks per prompt, or one. Defaults to True.
+
+        Returns:
+            tuple[Tensor, Tensor]: low-resolution logits ``(N, C, 4E, 4E)`` and IoU
+            predictions ``(N, C)``.
+        """
+        if image_embeddings.dim() != 4 or image_embeddings.shape[0] != 1:
+            raise ValueError(
+                'image_embeddings must have shape (1, C, h, w) (one image), got '
+                f'{tuple(image_embeddings.shape)}'
+            )
+        n = self.prompt_encoder._check_inputs(points, boxes, mask_inputs)
+        chunk = self.test_cfg.get('prompts_per_batch') or n
+        if n <= chunk:
+            return self._decode(image_embeddings, points, boxes, mask_inputs, multimask_output)
+        logits, ious = [], []
+        for s in range(0, n, chunk):
+            part = slice(s, s + chunk)
+            out = self._decode(
+                image_embeddings,
+                None if points is None else (points[0][part], points[1][part]),
+                None if boxes is None else boxes[part],
+                None if mask_inputs is None else mask_inputs[part],
+                multimask_output,
+            )
+            logits.append(out[0])
+            ious.append(out[1])
+        return torch.cat(logits), torch.cat(ious)
+
+    def _decode(self, image_embeddings, points, boxes, mask_inputs, multimask_output):
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
+        return self.mask_decoder(
+            image_embeddings=image_embeddings,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+
+    def postprocess_masks(
+        self,
+        low_res_logits: torch.Tensor,
+        input_size: Tuple[int, int],
+        original_size: Tuple[int, int],
+    ) -> torch.Tensor:
+        """Upscale low-resolution logits to the original image, removing the padding.
+
+        Args:
+            low_res_logits (Tensor): ``(N, C, 4E, 4E)``.
+            input_size (tuple[int, int]): ``(h, w)`` of the resized image.
+            original_size (tuple[int, int]): ``(H, W)`` of the original image.
+
+        Returns:
+            Tensor: logits ``(N, C, H, W)``.
+        """
+        masks = F.interpolate(
+            low_res_logits,
+            (self.image_size, self.image_size),
+            mode='bilinear',
+            align_corners=False,
+        )
+        masks = masks[..., : int(input_size[0]), : int(input_size[1])]
+        return F.interpolate(
+            masks, tuple(int(s) for s in original_size), mode='bilinear', align_corners=False
+        )
+
+    # ------------------------------------------------------------------ mmdet API
+    def _prompts_of(
+        self, gt: Optional[InstanceData], ori_shape: Tuple[int, int], device: torch.device
+    ) -> Tuple[Optional[Points], Optional[torch.Tensor], Optional[torch.Tensor], int]:
+        """Read the prompts of one data sample and map them to the input frame."""
+        points = boxes = mask_inputs = None
+        if gt is None:
+            return points, boxes, mask_inputs, 1
+        keys = set(gt.keys())
+        if 'points' in keys:
+            if 'point_labels' not in keys:
+                raise ValueError('gt_instances.points needs gt_instances.point_labels')
+            coords = torch.as_tensor(gt.points, device=device)
+            labels = torch.as_tensor(gt.point_labels, device=device)
+            if coords.dim() != 3 or coords.shape[-1] != 2:
+                raise ValueError(
+                    f'gt_instances.points must have shape (N, P, 2), got {tuple(coords.shape)}'
+                )
+            points = (apply_coords(coords, ori_shape, self.image_size), labels.to(torch.int64))
+        if 'bboxes' in keys:
+            raw = gt.bboxes
+            raw = raw.tensor if hasattr(raw, 'tensor') else raw
+            raw = torch.as_tensor(raw, device=device, dtype=torch.float32)
+            if raw.dim() != 2 or raw.shape[-1] != 4:
+                raise ValueError(
+                    f'gt_instances.bboxes must have shape (N, 4), got {tuple(raw.shape)}'
+                )
+            bad = (raw[:, 2] < raw[:, 0]) | (raw[:, 3] < raw[:, 1])
+            if bad.any():
+                i = int(bad.nonzero()[0, 0])
+                raise ValueError(
+                    'gt_instances.bboxes must be XYXY with x2 >= x1 and y2 >= y1; box '
+                    f'{i} is {raw[i].tolist()}'
+                )
+            boxes = apply_boxes(raw, ori_shape, self.image_size)
+        if 'mask_inputs' in keys:
+            mask_inputs = torch.as_tensor(gt.mask_inputs, device=device, dtype=torch.float32)
+        if points is None and boxes is None and mask_inputs is None:
+            return None, None, None, 1
+        return points, boxes, mask_inputs, len(gt)
+
+    def predict(
+        self,
+        batch_inputs: torch.Tensor,
+        batch_data_samples: List[DetDataSample],
+        rescale: bool = True,
+    ) -> List[DetDataSample]:
+        """Segment the prompts carried by each data sample.
+
+        Args:
+            batch_inputs (Tensor): ``(B, 3, S, S)`` from :class:`SAMDataPreprocessor`.
+            batch_data_samples (list[DetDataSample]): prompts in ``gt_instances``
+                (original frame): ``bboxes (N, 4)``, ``points (N, P, 2)`` with
+                ``point_labels (N, P)``, ``mask_inputs (N, 1, 4E, 4E)``. A sample
+                with none of them gets one prompt-less prediction.
+            rescale (bool): Unused: masks are always returned at the original size.
+
+        Prompt handling: points outside the image are encoded as given (as the
+        official code does); boxes with ``x2 < x1`` or ``y2 < y1`` and label arrays
+        whose shape differs from the points' are refused with a ``ValueError``; a
+        sample whose prompt fields hold zero prompts gets empty ``pred_instances``.
+
+        Returns:
+            list[DetDataSample]: with ``pred_instances``: ``masks (N, H, W)`` bool
+            (the output with the highest predicted IoU), ``scores (N,)``,
+            ``labels (N,)``, ``bboxes (N, 4)``, ``multimask_masks (N, C, H, W)``,
+            ``multimask_scores (N, C)``, ``mask_logits (N, C, 4E, 4E)``.
+        """
+        embeddings = self.extract_feat(batch_inputs)[0]
+        multimask = bool(self.test_cfg.get('multimask_output', True))
+        for i, sample in enumerate(batch_data_samples):
+            ori_shape = tuple(sample.metainfo['ori_shape'][:2])
+            img_shape = tuple(sample.metainfo['img_shape'][:2])
+            gt = sample.gt_instances if 'gt_instances' in sample else None
+            points, boxes, mask_inputs, n = self._prompts_of(gt, ori_shape, embeddings.device)
+            sample.pred_instances = self._predict_one(
+                embeddings[i : i + 1],
+                points,
+                boxes,
+                mask_inputs,
+                n,
+                multimask,
+                img_shape,
+                ori_shape,
+                gt,
+            )
+        return batch_data_samples
+
+    def _predict_one(
+        self, embedding, points, boxes, mask_inputs, n, multimask, img_shape, ori_shape, gt
+    ) -> InstanceData:
+        device = embedding.device
+        num_out = self.mask_decoder.num_multimask_outputs if multimask else 1
+        h, w = ori_shape
+        results = InstanceData()
+        if n == 0:
+            results.masks = torch.zeros((0, h, w), dtype=torch.bool, device=device)
+            results.scores = torch.zeros((0,), device=device)
+            results.labels = torch.zeros((0,), dtype=torch.int64, device=device)
+            results.bboxes = torch.zeros((0, 4), device=device)
+            results.multimask_masks = torch.zeros(
+                (0, num_out, h, w), dtype=torch.bool, device=device
+            )
+            results.multimask_scores = torch.zeros((0, num_out), device=device)
+            size = self.prompt_encoder.mask_input_size
+            results.mask_logits = torch.zeros((0, num_out, *size), device=device)
+            return results
+        low_res, iou = self.predict_prompts(embedding, points, boxes, mask_inputs, multimask)
+        all_masks = self.postprocess_masks(low_res, img_shape, ori_shape) > self.mask_threshold
+        best = iou.argmax(dim=1)
+        index = torch.arange(len(best), device=device)
+        masks = all_masks[index, best]
+        results.masks = masks
+        results.scores = iou[index, best]
+        if gt is not None and 'labels' in gt and len(gt.labels) == len(masks):
+            results.labels = torch.as_tensor(gt.labels, device=device).long()
+        else:
+            results.labels = torch.zeros(len(masks), dtype=torch.int64, device=device)
+        results.bboxes = masks_to_boxes(masks)
+        results.multimask_masks = all_masks
+        results.multimask_scores = iou
+        results.mask_logits = low_res
+        return results
+
+    def _forward(
+        self, batch_inputs: torch.Tensor, batch_data_samples: Optional[List[DetDataSample]] = None
+    ) -> Tuple[torch.Tensor, ...]:
+        """Raw network outputs (``mode='tensor'``): the image embeddings."""
+        return self.extract_feat(batch_inputs)
+
+    def loss(
+        self, batch_inputs: torch.Tensor, batch_data_samples: List[DetDataSample]
+    ) -> Union[Dict, List]:
+        """Training is not part of mmsam yet; only inference and evaluation are."""
+        raise NotImplementedError(
+            'mmsam.models.SAM supports inference and evaluation only (mode="predict" or '
+            '"tensor"); fine-tuning losses are not implemented'
+        )

@@ -1,0 +1,175 @@
+"""SAM's mask decoder: prompt tokens + image embedding to mask logits and IoU scores."""
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmdet.registry import MODELS
+
+from ..layers import LayerNorm2d, TwoWayTransformer
+
+
+class MLP(nn.Module):
+    """A stack of linear layers with ReLU between them.
+
+    Args:
+        in_dims (int): Input channels.
+        hidden_dims (int): Hidden channels.
+        out_dims (int): Output channels.
+        num_layers (int): Number of linear layers.
+        sigmoid_output (bool): Apply a sigmoid to the output. Defaults to False.
+    """
+
+    def __init__(
+        self,
+        in_dims: int,
+        hidden_dims: int,
+        out_dims: int,
+        num_layers: int,
+        sigmoid_output: bool = False,
+    ) -> None:
+        super().__init__()
+        dims = [in_dims] + [hidden_dims] * (num_layers - 1) + [out_dims]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.sigmoid_output = sigmoid_output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply to ``(..., in_dims)``; returns ``(..., out_dims)``."""
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < last:
+                x = F.relu(x)
+        return torch.sigmoid(x) if self.sigmoid_output else x
+
+
+@MODELS.register_module()
+class SAMMaskDecoder(nn.Module):
+    """Predict masks from an image embedding and prompt embeddings.
+
+    One IoU token and ``num_multimask_outputs + 1`` mask tokens are prepended to
+    the prompt tokens; a two-way transformer mixes them with the image; the
+    image features are upscaled 4x and each mask token, through its own
+    hypernetwork MLP, becomes a per-pixel linear classifier. Token 0 is the
+    single-mask output, tokens 1.. the multimask outputs.
+
+    Args:
+        transformer_dims (int): Channels of tokens and image embedding. Defaults to 256.
+        transformer (dict): Config of :class:`TwoWayTransformer`. Defaults to SAM's
+            (depth 2, 8 heads, MLP 2048).
+        num_multimask_outputs (int): Masks predicted to disambiguate. Defaults to 3.
+        act_layer (type): Activation of the upscaling. Defaults to ``nn.GELU``.
+        iou_head_depth (int): Layers of the IoU head. Defaults to 3.
+        iou_head_hidden_dims (int): Hidden channels of the IoU head. Defaults to 256.
+    """
+
+    def __init__(
+        self,
+        transformer_dims: int = 256,
+        transformer: Optional[dict] = None,
+        num_multimask_outputs: int = 3,
+        act_layer: type = nn.GELU,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dims: int = 256,
+    ) -> None:
+        super().__init__()
+        transformer_cfg = dict(depth=2, embed_dims=transformer_dims, num_heads=8, mlp_dims=2048)
+        transformer_cfg.update(transformer or {})
+        transformer_cfg.pop('type', None)
+        self.transformer_dims = transformer_dims
+        self.transformer = TwoWayTransformer(**transformer_cfg)
+        self.num_multimask_outputs = num_multimask_outputs
+        self.iou_token = nn.Embedding(1, transformer_dims)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dims)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dims, transformer_dims // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dims // 4),
+            act_layer(),
+            nn.ConvTranspose2d(
+                transformer_dims // 4, transformer_dims // 8, kernel_size=2, stride=2
+            ),
+            act_layer(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dims, transformer_dims, transformer_dims // 8, 3)
+            for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(
+            transformer_dims, iou_head_hidden_dims, self.num_mask_tokens, iou_head_depth
+        )
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Predict all ``num_mask_tokens`` masks for every prompt.
+
+        Args:
+            image_embeddings (Tensor): ``(1, C, h, w)`` shared by all prompts, or
+                ``(N, C, h, w)``, one per prompt.
+            image_pe (Tensor): ``(1, C, h, w)``.
+            sparse_prompt_embeddings (Tensor): ``(N, K, C)``.
+            dense_prompt_embeddings (Tensor): ``(N, C, h, w)`` (may be an expanded view).
+
+        Returns:
+            tuple[Tensor, Tensor]: logits ``(N, T, 4h, 4w)`` and IoU predictions
+            ``(N, T)``, ``T = num_mask_tokens``.
+        """
+        n = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat(
+            [output_tokens.unsqueeze(0).expand(n, -1, -1), sparse_prompt_embeddings], dim=1
+        )
+        if image_embeddings.shape[0] not in (1, n):
+            raise ValueError(
+                f'image_embeddings must have batch 1 or {n} (one per prompt), '
+                f'got {image_embeddings.shape[0]}'
+            )
+        src = image_embeddings + dense_prompt_embeddings
+        if src.shape[0] != n:
+            src = src.expand(n, -1, -1, -1)
+        pos_src = image_pe.expand(n, -1, -1, -1)
+        b, c, h, w = src.shape
+
+        hs, src = self.transformer(src, pos_src, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+
+        src = src.transpose(1, 2).reshape(b, c, h, w)
+        upscaled = self.output_upscaling(src)  # (N, C / 8, 4h, 4w)
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
+        )  # (N, T, C / 8)
+        b, c, h, w = upscaled.shape
+        masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        return masks, iou_pred
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool = True,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Predict masks, keeping the multimask outputs or the single-mask output.
+
+        Args: see :meth:`predict_masks`; ``multimask_output`` selects tokens 1.. (3
+        masks) or token 0 (1 mask).
+
+        Returns:
+            tuple[Tensor, Tensor]: logits ``(N, C, 4h, 4w)`` and IoU predictions
+            ``(N, C)``, ``C = num_multimask_outputs`` or 1.
+        """
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        keep = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, keep], iou_pred[:, keep]

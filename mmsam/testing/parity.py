@@ -1,0 +1,215 @@
+"""Build the official SAM (``segment_anything``, a test dependency) and mmsam's SAM
+with the same random weights, for parity tests.
+
+The official code initializes the position embedding, the relative-position
+tables and the norms to constants; :func:`randomize_parameters` perturbs every
+parameter so that a wrong key map or a swapped tensor cannot hide.
+"""
+
+import copy
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..utils.checkpoint_keys import convert_official_to_mmsam
+
+#: Encoder settings by name; ``tiny`` keeps tests fast, the others are SAM's.
+TEST_ARCHS: Dict[str, dict] = {
+    'tiny': dict(
+        embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=256, global_attn_indexes=[1]
+    ),
+    'small': dict(
+        embed_dims=128,
+        num_layers=4,
+        num_heads=4,
+        feedforward_channels=512,
+        global_attn_indexes=[1, 3],
+    ),
+    'base': dict(
+        embed_dims=768,
+        num_layers=12,
+        num_heads=12,
+        feedforward_channels=3072,
+        global_attn_indexes=[2, 5, 8, 11],
+    ),
+    'large': dict(
+        embed_dims=1024,
+        num_layers=24,
+        num_heads=16,
+        feedforward_channels=4096,
+        global_attn_indexes=[5, 11, 17, 23],
+    ),
+    'huge': dict(
+        embed_dims=1280,
+        num_layers=32,
+        num_heads=16,
+        feedforward_channels=5120,
+        global_attn_indexes=[7, 15, 23, 31],
+    ),
+}
+
+
+def _arch(arch) -> dict:
+    if isinstance(arch, dict):
+        return dict(arch)
+    if arch not in TEST_ARCHS:
+        raise ValueError(f'arch must be one of {sorted(TEST_ARCHS)} or a dict, got {arch!r}')
+    return dict(TEST_ARCHS[arch])
+
+
+def sam_model_cfg(arch='tiny', img_size: int = 1024, window_size: int = 14) -> dict:
+    """An mmsam ``SAM`` model config (a plain dict) for the given encoder settings.
+
+    Args:
+        arch (str | dict): A key of :data:`TEST_ARCHS` or an arch dict.
+        img_size (int): Input side (1024 for SAM; smaller for fast tests).
+        window_size (int): Window side of the non-global encoder layers.
+
+    Returns:
+        dict: A config for ``mmdet.registry.MODELS.build``.
+    """
+    embed = img_size // 16
+    return dict(
+        type='SAM',
+        data_preprocessor=dict(type='SAMDataPreprocessor', image_size=img_size),
+        backbone=dict(
+            type='mmpretrain.SAMImageEncoder',
+            arch=_arch(arch),
+            img_size=img_size,
+            patch_size=16,
+            out_channels=256,
+            window_size=window_size,
+        ),
+        prompt_encoder=dict(
+            type='SAMPromptEncoder',
+            embed_dims=256,
+            image_embedding_size=(embed, embed),
+            input_image_size=(img_size, img_size),
+            mask_in_channels=16,
+        ),
+        mask_decoder=dict(
+            type='SAMMaskDecoder',
+            transformer_dims=256,
+            transformer=dict(depth=2, embed_dims=256, num_heads=8, mlp_dims=2048),
+        ),
+    )
+
+
+def randomize_parameters(model: nn.Module, seed: int = 0, scale: float = 0.02) -> nn.Module:
+    """Perturb every parameter in place with Gaussian noise (deterministic by ``seed``).
+
+    Zero-initialized position tables get a larger draw (std 0.1 for
+    ``pos_embed``, 0.5 for ``rel_pos_*``) so that their effect is visible.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            std = scale
+            if name.endswith('pos_embed'):
+                std = 0.1
+            elif 'rel_pos_' in name:
+                std = 0.5
+            elif param.dim() == 1:
+                std = 0.1  # norms and biases
+            noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
+            param.add_(noise.to(param.dtype) * std)
+    return model
+
+
+def build_official_sam(
+    arch='tiny', img_size: int = 1024, window_size: int = 14, seed: int = 0, randomize: bool = True
+) -> nn.Module:
+    """The official ``segment_anything`` SAM with random weights.
+
+    Args:
+        arch (str | dict): Encoder settings (see :data:`TEST_ARCHS`).
+        img_size (int): Input side.
+        window_size (int): Window side of the non-global layers.
+        seed (int): Seed of the weights.
+        randomize (bool): Also perturb the constant-initialized parameters.
+
+    Returns:
+        segment_anything.modeling.Sam: in eval mode.
+    """
+    from functools import partial
+
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    settings = _arch(arch)
+    torch.manual_seed(seed)
+    embed = img_size // 16
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=img_size,
+            patch_size=16,
+            embed_dim=settings['embed_dims'],
+            depth=settings['num_layers'],
+            num_heads=settings['num_heads'],
+            mlp_ratio=settings['feedforward_channels'] / settings['embed_dims'],
+            out_chans=256,
+            qkv_bias=True,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            use_abs_pos=True,
+            use_rel_pos=True,
+            window_size=window_size,
+            global_attn_indexes=tuple(settings['global_attn_indexes']),
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=256,
+            image_embedding_size=(embed, embed),
+            input_image_size=(img_size, img_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer_dim=256,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+    )
+    if randomize:
+        randomize_parameters(sam, seed=seed)
+    return sam.eval()
+
+
+def official_to_mmsam(
+    official: nn.Module, arch='tiny', window_size: int = 14, device: Optional[str] = None
+) -> nn.Module:
+    """mmsam's SAM carrying the weights of an official model (converted keys, strict).
+
+    Args:
+        official (segment_anything.modeling.Sam): The reference model.
+        arch (str | dict): Its encoder settings (see :data:`TEST_ARCHS`).
+        window_size (int): Its window side.
+        device (str, optional): Where to put the model.
+
+    Returns:
+        mmsam.models.SAM: in eval mode.
+    """
+    from mmdet.registry import MODELS
+
+    import mmsam  # noqa: F401  (registers the modules)
+
+    img_size = official.image_encoder.img_size
+    model = MODELS.build(sam_model_cfg(arch, img_size=img_size, window_size=window_size))
+    state = convert_official_to_mmsam(copy.deepcopy(official.state_dict()))
+    model.load_state_dict(state, strict=True)
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def build_sam_pair(
+    arch='tiny', img_size: int = 1024, window_size: int = 14, seed: int = 0
+) -> Tuple[nn.Module, nn.Module]:
+    """``(official, mmsam)`` SAM models with the same random weights."""
+    official = build_official_sam(arch, img_size=img_size, window_size=window_size, seed=seed)
+    return official, official_to_mmsam(official, arch, window_size=window_size)

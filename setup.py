@@ -1,0 +1,56 @@
+"""Install mmsam: ``pip install -e .`` (see tools/setup_env.sh for the full stack)."""
+
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version() -> str:
+    with open(os.path.join(HERE, 'mmsam', 'version.py'), encoding='utf-8') as f:
+        return re.search(r"__version__ = '([^']+)'", f.read()).group(1)
+
+
+def parse_requirements(fname: str) -> list:
+    """Read a requirements file, skipping comments and ``-r`` includes."""
+    reqs = []
+    with open(os.path.join(HERE, fname), encoding='utf-8') as f:
+        for line in f:
+            line = line.split('#', 1)[0].strip()
+            if line and not line.startswith('-'):
+                reqs.append(line)
+    return reqs
+
+
+def readme() -> str:
+    path = os.path.join(HERE, 'README.md')
+    if not os.path.exists(path):
+        return ''
+    with open(path, encoding='utf-8') as f:
+        return f.read()
+
+
+setup(
+    name='mmsam',
+    version=read_version(),
+    description='Segment Anything (SAM) as an OpenMMLab plugin for mmpretrain and mmdet',
+    long_description=readme(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(exclude=('configs', 'tools', 'tests', 'demo')),
+    include_package_data=True,
+    python_requires='>=3.8',
+    license='Apache License 2.0',
+    install_requires=parse_requirements('requirements/runtime.txt'),
+    extras_require={
+        'all': parse_requirements('requirements/optional.txt')
+        + parse_requirements('requirements/tests.txt'),
+        'tests': parse_requirements('requirements/tests.txt'),
+        'optional': parse_requirements('requirements/optional.txt'),
+        'onnx': ['onnx', 'onnxruntime'],
+        'mim': parse_requirements('requirements/mminstall.txt'),
+    },
+    entry_points={'console_scripts': ['mmsam=mmsam.cli:main']},
+    zip_safe=False,
+)

@@ -1,0 +1,108 @@
+"""The installed stack works: compiled mmcv ops, mmdet and mmpretrain, safe checkpoints."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+
+def test_mmcv_compiled_ops_run():
+    from mmcv.ops import nms
+
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 9]], dtype=torch.float32
+    )
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    dets, keep = nms(boxes, scores, iou_threshold=0.5)
+    assert keep.tolist() == [3, 2]
+    assert torch.allclose(dets[:, 4], torch.tensor([0.95, 0.7]))
+
+
+def test_mmdet_parts_import():
+    import mmdet
+    import mmdet.datasets  # noqa: F401
+    import mmdet.evaluation  # noqa: F401
+    import mmdet.models  # noqa: F401
+    from mmdet.evaluation import CocoMetric  # noqa: F401
+
+    assert mmdet.__version__ == '3.3.0'
+
+
+def test_mmpretrain_imports():
+    import mmpretrain
+    from mmpretrain.registry import MODELS
+
+    assert mmpretrain.__version__ == '1.2.0'
+    assert 'ViTSAM' in MODELS
+
+
+def test_mmsam_registers_its_modules():
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+
+    import mmsam
+
+    assert mmsam.__version__
+    assert 'SAMImageEncoder' in PRETRAIN_MODELS
+    for name in ('SAM', 'SAMPromptEncoder', 'SAMMaskDecoder', 'SAMDataPreprocessor'):
+        assert name in DET_MODELS, name
+
+
+def test_collect_env_reports_the_stack():
+    from mmsam.utils import collect_env
+
+    env = collect_env()
+    for key in ('torch', 'mmcv', 'mmcv ops', 'mmengine', 'mmpretrain', 'mmdet', 'pycocotools'):
+        assert key in env
+    assert env['mmcv'] == '2.1.0'
+    assert env['mmcv ops'].startswith('compiled')
+
+
+def test_print_env_tool_runs():
+    out = subprocess.run(
+        [sys.executable, 'tools/misc/print_env.py'], capture_output=True, text=True, check=True
+    )
+    assert 'mmdet: 3.3.0' in out.stdout
+
+
+def test_import_mmsam_explains_a_broken_transformers(tmp_path):
+    """A transformers that breaks mmpretrain gives an error naming the cause and the fix."""
+    fake = tmp_path / 'transformers'
+    fake.mkdir()
+    (fake / '__init__.py').write_text('')
+    code = (
+        'import sys\n'
+        'import mmpretrain.registry as r\n'  # make the real import fail the way it does
+        'sys.modules.pop("mmpretrain.registry")\n'
+        'class Boom:\n'
+        '    def find_spec(self, name, path=None, target=None):\n'
+        '        if name == "mmpretrain.registry":\n'
+        '            raise TypeError("NoneType takes no arguments")\n'
+        'sys.meta_path.insert(0, Boom())\n'
+        'try:\n'
+        '    import mmsam\n'
+        'except ImportError as e:\n'
+        '    print("ERR", e)\n'
+    )
+    env = {'PYTHONPATH': str(tmp_path)}
+    import os
+
+    env = {**os.environ, **env}
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
+    assert 'ERR' in out.stdout, out.stderr
+    assert 'transformers' in out.stdout and 'uninstall' in out.stdout
+
+
+def test_checkpoint_written_by_mmsam_loads_with_weights_only(tmp_path):
+    from mmsam.utils.checkpoint_io import save_checkpoint
+
+    state = {'backbone.pos_embed': torch.randn(1, 4, 4, 8)}
+    path = tmp_path / 'ckpt.pth'
+    save_checkpoint(state, str(path), meta=dict(arch='tiny', converted_from='test'))
+    loaded = torch.load(path, weights_only=True)
+    assert torch.equal(loaded['state_dict']['backbone.pos_embed'], state['backbone.pos_embed'])
+
+
+if __name__ == '__main__':
+    sys.exit(pytest.main([__file__]))
