@@ -95,7 +95,6 @@ fi
 mmcv_ok() {
   "$VPY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1
 }
-"${PIP[@]}" install -r "$REPO/requirements/build.txt"
 if ! mmcv_ok; then
   USE_CUDA="$("$VPY" -c 'import torch; print(int(torch.version.cuda is not None and torch.cuda.is_available()))')"
   if [ "$USE_CUDA" = "1" ] && ! command -v nvcc >/dev/null; then
@@ -112,6 +111,8 @@ if ! mmcv_ok; then
   WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
   if [ -z "$WHEEL" ]; then
     log "building mmcv $MMCV_VERSION with ops ($TAG); this takes about 10 minutes on 2 cores"
+    # mmcv's setup.py needs pkg_resources (setuptools < 70); restored afterwards.
+    "${PIP[@]}" install -r "$REPO/requirements/build.txt"
     BUILD="$(mktemp -d)"
     trap 'rm -rf "$BUILD"' EXIT
     "${PIP[@]}" download --no-deps --no-binary :all: --no-build-isolation \
@@ -132,6 +133,7 @@ if ! mmcv_ok; then
     done
     WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl | head -n1)"
     log "cached $WHEEL"
+    "${PIP[@]}" install "setuptools>=77"  # what torch itself declares
   else
     log "using the cached mmcv wheel $WHEEL"
   fi
