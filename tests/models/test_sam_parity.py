@@ -283,3 +283,24 @@ def test_full_vit_b_matches_official():
         logits, iou = ours.predict_prompts(emb, points, None, None, True)
     assert _maxdiff(logits, ref_logits) <= ATOL
     assert _maxdiff(iou, ref_iou) <= ATOL
+
+
+def test_official_state_dict_loads_directly(pair, tmp_path):
+    """An official-layout file loads through torch's and mmengine's loaders (keys mapped)."""
+    from mmdet.registry import MODELS
+    from mmengine.runner import load_checkpoint
+
+    from mmsam.testing import sam_model_cfg
+
+    official, ours = pair
+    fresh = MODELS.build(sam_model_cfg('tiny'))
+    fresh.load_state_dict(official.state_dict(), strict=True)
+    for key, value in ours.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+
+    path = tmp_path / 'sam_official_layout.pth'
+    torch.save(official.state_dict(), path)
+    fresh2 = MODELS.build(sam_model_cfg('tiny'))
+    load_checkpoint(fresh2, str(path), map_location='cpu', strict=True)
+    for key, value in ours.state_dict().items():
+        assert torch.equal(fresh2.state_dict()[key], value), key

@@ -11,6 +11,7 @@ from mmengine.structures import InstanceData
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
 from ...structures.transforms import apply_boxes, apply_coords
+from ...utils.checkpoint_keys import KeyMapError, official_key_to_mmsam
 
 Points = Tuple[torch.Tensor, torch.Tensor]
 
@@ -84,6 +85,8 @@ class SAM(BaseDetector):
         self.test_cfg.update(test_cfg or {})
         self.train_cfg = train_cfg
         self.image_size = int(getattr(self.backbone, 'img_size', 1024))
+        # official-layout state dicts (image_encoder.*) load directly: keys are mapped
+        self._register_load_state_dict_pre_hook(self._map_official_keys)
         preprocessor_size = getattr(self.data_preprocessor, 'image_size', self.image_size)
         if preprocessor_size != self.image_size:
             raise ValueError(
@@ -101,6 +104,20 @@ class SAM(BaseDetector):
         if isinstance(type_name, str) and type_name in PRETRAIN_MODELS:
             return PRETRAIN_MODELS.build(cfg)
         return MODELS.build(cfg)
+
+    @staticmethod
+    def _map_official_keys(state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Rename official ``image_encoder.*`` keys to ``backbone.*`` in place.
+
+        Keys no rule knows are left alone, so that loading reports them as unexpected.
+        """
+        start = prefix + 'image_encoder.'
+        for key in [k for k in state_dict if k.startswith(start)]:
+            try:
+                new_key = prefix + official_key_to_mmsam(key[len(prefix) :])
+            except KeyMapError:
+                continue
+            state_dict[new_key] = state_dict.pop(key)
 
     # ------------------------------------------------------------------ encoder
     def extract_feat(self, batch_inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
