@@ -52,7 +52,16 @@ if [ ! -x "$VPY" ]; then
     "$PY" -m venv "$VENV"
   fi
 fi
-PIP=("$VPY" -m pip --disable-pip-version-check -q)
+# pip, quiet, without the notes about this machine's absent local index folders
+pipq() {
+  local out rc=0
+  out="$(mktemp)"
+  "$VPY" -m pip --disable-pip-version-check -q "$@" >"$out" 2>&1 || rc=$?
+  grep -v "^WARNING: Location 'file://" "$out" >&2 || true
+  rm -f "$out"
+  return "$rc"
+}
+PIP=(pipq)
 
 # ---- fast path: nothing changed since the last complete set-up ---------------
 stamp_key() {
@@ -90,6 +99,8 @@ else
 fi
 "$VPY" -c 'import torch, torchvision' \
   || die "torch/torchvision do not import in $VENV; remove $VENV and rerun"
+"$VPY" -c 'import sys, torch; sys.exit(0 if int(torch.__version__.split(".")[0]) >= 2 else 1)' \
+  || die "torch $("$VPY" -c 'import torch; print(torch.__version__)') in $VENV is too old; mmsam needs torch >= 2.0 (remove $VENV to get $TORCH_SPEC)"
 
 # ---- 4. mmcv with ops --------------------------------------------------------
 mmcv_ok() {
@@ -123,9 +134,9 @@ if ! mmcv_ok; then
     # torch >= 2.10's headers refuse C++17; mmcv 2.1.0 hard-codes it.
     sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
     if [ "$USE_CUDA" = "1" ]; then export FORCE_CUDA=1; fi
-    (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-      "$VPY" -m pip --disable-pip-version-check -q wheel --no-deps --no-build-isolation \
-      -w "$BUILD/dist" .) || die "building mmcv $MMCV_VERSION failed (see the compiler output above)"
+    (cd "$SRC" && export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+      && pipq wheel --no-deps --no-build-isolation -w "$BUILD/dist" .) \
+      || die "building mmcv $MMCV_VERSION failed (see the compiler output above)"
     mkdir -p "$WHEEL_DIR"
     for w in "$BUILD"/dist/mmcv-*.whl; do
       cp "$w" "$WHEEL_DIR/.tmp.$(basename "$w")"
