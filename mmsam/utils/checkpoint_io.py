@@ -1,0 +1,144 @@
+"""Reading and writing mmsam checkpoints.
+
+An mmsam checkpoint is what mmengine's runner writes and reads:
+``{'meta': {...}, 'state_dict': {name: tensor}}``. It holds only tensors and
+plain Python values, so ``torch.load(path, weights_only=True)`` (torch's
+default since 2.6) reads it. Files are written whole or not at all: the data
+goes to a temporary file in the destination folder, which is renamed over the
+destination only after it has been flushed to disk.
+"""
+
+import os
+import tempfile
+from collections import OrderedDict
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Refuse values that ``torch.load(weights_only=True)`` would reject."""
+    if isinstance(value, _PLAIN_TYPES) or isinstance(value, torch.Tensor):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f'{where}[{i}]')
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, _PLAIN_TYPES):
+                raise TypeError(
+                    f'{where}: key {key!r} is a {type(key).__name__}; '
+                    'checkpoint keys must be str, int, float or bool'
+                )
+            _check_plain(item, f'{where}[{key!r}]')
+        return
+    raise TypeError(
+        f'{where} is a {type(value).__name__}; a checkpoint may hold only tensors, '
+        'str, int, float, bool, None, lists, tuples and dicts so that '
+        'torch.load(weights_only=True) can read it'
+    )
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` to ``path`` through a temporary file and a rename.
+
+    Args:
+        obj: what to save.
+        path: the destination; its folder is created if missing.
+    """
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_checkpoint(
+    state_dict: Mapping[str, torch.Tensor], path: str, meta: Optional[Dict[str, Any]] = None
+) -> None:
+    """Write ``{'meta': meta, 'state_dict': state_dict}`` to ``path`` atomically.
+
+    Args:
+        state_dict: parameter name -> tensor. Tensors are saved detached, on
+            the CPU and contiguous.
+        path: the destination ``.pth`` file.
+        meta: plain-Python metadata (for example ``arch``, ``converted_from``).
+
+    Raises:
+        TypeError: if ``state_dict`` or ``meta`` holds something
+            ``torch.load(weights_only=True)`` could not read back.
+    """
+    clean: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise TypeError(f'state_dict key {key!r} is a {type(key).__name__}, expected str')
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f'state_dict[{key!r}] is a {type(value).__name__}, expected a tensor')
+        clean[key] = value.detach().cpu().contiguous()
+    meta = dict(meta or {})
+    _check_plain(meta, 'meta')
+    atomic_torch_save({'meta': meta, 'state_dict': clean}, path)
+
+
+def load_state_dict_file(path: str) -> 'OrderedDict[str, torch.Tensor]':
+    """Read a state dict from a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file.
+
+    Accepts a bare state dict (the official SAM files) or a dict with a
+    ``state_dict`` or ``model`` entry (mmengine and other trainers). Reads
+    with ``weights_only=True``.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The state dict, tensors on the CPU.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file is not a checkpoint or holds no state dict.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
+    if path.endswith('.safetensors'):
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:  # pragma: no cover - installed by the set-up
+            raise ImportError(
+                f'reading {path!r} needs safetensors: '
+                "pip install 'mmsam[optional]' (or pip install safetensors)"
+            ) from e
+        return OrderedDict(load_file(path, device='cpu'))
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f'{path!r} is not a readable PyTorch checkpoint '
+            f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
+        ) from e
+    if isinstance(obj, Mapping):
+        for key in ('state_dict', 'model'):
+            inner = obj.get(key)
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and all(isinstance(v, torch.Tensor) for v in inner.values())
+            ):
+                return OrderedDict(inner)
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return OrderedDict(obj)
+    raise ValueError(
+        f'{path!r} holds no state dict: expected a dict of tensors, or a dict with '
+        f"a 'state_dict' or 'model' entry of tensors, got {type(obj).__name__}"
+    )
