@@ -1,0 +1,347 @@
+"""Interactive prompting of an mmsam SAM on one image whose embedding is computed once."""
+
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..structures.transforms import (
+    apply_boxes,
+    apply_coords,
+    get_preprocess_shape,
+    image_to_rgb_uint8,
+)
+
+ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
+
+
+def _as_float_array(value: ArrayLike, name: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f'{name} must be numeric, got {type(value).__name__}') from err
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f'{name} must hold finite numbers, got NaN or inf')
+    return array
+
+
+class SAMPredictor:
+    """Compute an image embedding once, then decode masks for many prompts.
+
+    The counterpart of the official ``SamPredictor`` on an mmsam ``SAM``
+    (``mmdet.registry.MODELS`` type ``SAM``): the same inputs give the same outputs.
+    Image preprocessing is the model's own ``data_preprocessor.preprocess_image``
+    and decoding is its ``predict_prompts`` / ``postprocess_masks``.
+
+    Args:
+        model (mmsam.models.SAM): The model; it is put in eval mode.
+
+    Attributes:
+        is_image_set (bool): Whether an image (or embedding) is set.
+        original_size (tuple[int, int] | None): ``(H, W)`` of the set image.
+        input_size (tuple[int, int] | None): ``(h, w)`` after resizing the longest
+            side to the model's ``image_size``.
+        features (Tensor | None): The embedding ``(1, 256, E, E)``.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        for attr in ('predict_prompts', 'postprocess_masks', 'extract_feat', 'data_preprocessor'):
+            if not hasattr(model, attr):
+                raise TypeError(
+                    f'model must be an mmsam SAM (with {attr}), got {type(model).__name__}'
+                )
+        self.model = model.eval()
+        self.reset_image()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+    @property
+    def image_size(self) -> int:
+        """Side ``S`` of the model input (1024 for SAM)."""
+        return int(self.model.image_size)
+
+    @property
+    def mask_input_size(self) -> Tuple[int, int]:
+        """``(4E, 4E)``: the size of low-resolution logits (256 for SAM)."""
+        return tuple(int(s) for s in self.model.prompt_encoder.mask_input_size)
+
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self.is_image_set = False
+        self.features: Optional[torch.Tensor] = None
+        self.original_size: Optional[Tuple[int, int]] = None
+        self.input_size: Optional[Tuple[int, int]] = None
+
+    @torch.no_grad()
+    def set_image(self, image: Union[np.ndarray, torch.Tensor], image_format: str = 'RGB') -> None:
+        """Compute the embedding of an image.
+
+        Args:
+            image (np.ndarray | Tensor): ``(H, W, 3)`` uint8.
+            image_format (str): ``'RGB'`` or ``'BGR'``. Defaults to ``'RGB'``.
+        """
+        rgb = image_to_rgb_uint8(image, image_format)
+        chw = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        inputs, input_size = self.model.data_preprocessor.preprocess_image(chw)
+        self._encode(inputs[None], rgb.shape[:2], input_size)
+
+    @torch.no_grad()
+    def set_torch_image(
+        self, transformed_image: torch.Tensor, original_image_size: Sequence[int]
+    ) -> None:
+        """Compute the embedding of an image already resized to the input frame.
+
+        Args:
+            transformed_image (Tensor): ``(1, 3, h, w)`` RGB, 0..255, with
+                ``max(h, w) == image_size`` (the official ``set_torch_image`` input).
+            original_image_size (tuple[int, int]): ``(H, W)`` before resizing.
+        """
+        shape = tuple(transformed_image.shape)
+        if len(shape) != 4 or shape[:2] != (1, 3) or max(shape[2:]) != self.image_size:
+            raise ValueError(
+                'transformed_image must have shape (1, 3, h, w) with max(h, w) == '
+                f'{self.image_size}, got {shape}'
+            )
+        inputs = self.model.data_preprocessor.normalize_and_pad(transformed_image[0])
+        self._encode(inputs[None], original_image_size, shape[2:])
+
+    def _encode(self, inputs: torch.Tensor, original_size, input_size) -> None:
+        self.reset_image()
+        features = self.model.extract_feat(inputs.to(self.device))[0]
+        self._store(features, original_size, input_size)
+
+    def _store(self, features: torch.Tensor, original_size, input_size) -> None:
+        self.features = features
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The embedding of the set image.
+
+        Returns:
+            Tensor: ``(1, 256, E, E)`` with ``E = image_size / 16``.
+        """
+        if not self.is_image_set:
+            raise RuntimeError(
+                'no image is set: call set_image(...) (or set_image_embedding) before '
+                'get_image_embedding()'
+            )
+        return self.features
+
+    def set_image_embedding(
+        self,
+        embedding: Union[np.ndarray, torch.Tensor],
+        original_size: Sequence[int],
+        input_size: Optional[Sequence[int]] = None,
+    ) -> None:
+        """Use an embedding computed elsewhere (e.g. cached by a server).
+
+        Args:
+            embedding (np.ndarray | Tensor): ``(1, 256, E, E)`` or ``(256, E, E)``,
+                as returned by :meth:`get_image_embedding` for the same model.
+            original_size (tuple[int, int]): ``(H, W)`` of the image it came from.
+            input_size (tuple[int, int], optional): ``(h, w)`` of the resized image;
+                computed from ``original_size`` when omitted and checked when given.
+        """
+        if isinstance(embedding, np.ndarray):
+            embedding = torch.from_numpy(embedding)
+        if not isinstance(embedding, torch.Tensor):
+            raise ValueError(
+                f'embedding must be a tensor or numpy array, got {type(embedding).__name__}'
+            )
+        if embedding.dim() == 3:
+            embedding = embedding[None]
+        side = self.image_size // 16
+        channels = self.model.prompt_encoder.embed_dims
+        expected = (1, channels, side, side)
+        if tuple(embedding.shape) != expected:
+            raise ValueError(
+                f'embedding must have shape {expected} for this model, got {tuple(embedding.shape)}'
+            )
+        if len(original_size) != 2:
+            raise ValueError(f'original_size must be (H, W), got {original_size}')
+        expected_input = get_preprocess_shape(
+            int(original_size[0]), int(original_size[1]), self.image_size
+        )
+        if input_size is None:
+            input_size = expected_input
+        elif tuple(int(s) for s in input_size) != expected_input:
+            raise ValueError(
+                f'input_size {tuple(input_size)} does not match original_size '
+                f'{tuple(original_size)}: expected {expected_input}'
+            )
+        self.reset_image()
+        self._store(embedding.to(self.device, torch.float32), original_size, input_size)
+
+    # ------------------------------------------------------------------ prompts
+    def _check_image_set(self) -> None:
+        if not self.is_image_set:
+            raise RuntimeError('no image is set: call set_image(...) before predict()')
+
+    def predict(
+        self,
+        point_coords: Optional[ArrayLike] = None,
+        point_labels: Optional[ArrayLike] = None,
+        box: Optional[ArrayLike] = None,
+        mask_input: Optional[ArrayLike] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for prompts in original-image pixels.
+
+        One prompt: ``point_coords (P, 2)`` with ``point_labels (P,)`` (1 foreground,
+        0 background), ``box (4,)`` XYXY, ``mask_input (1, 4E, 4E)`` (low-resolution
+        logits from a previous call), any subset. Batched prompts on the same image:
+        ``point_coords (N, P, 2)`` with ``point_labels (N, P)``, ``box (N, 4)``,
+        ``mask_input (N, 1, 4E, 4E)``; a single prompt given with batched ones is
+        repeated for each of the ``N``.
+
+        Args:
+            point_coords: Point ``(x, y)`` pixels.
+            point_labels: Labels of the points.
+            box: XYXY box(es) with ``x2 >= x1`` and ``y2 >= y1``.
+            mask_input: Low-resolution logits.
+            multimask_output (bool): Three masks per prompt (``C = 3``), or one.
+            return_logits (bool): Return float logits instead of boolean masks.
+
+        Returns:
+            tuple[np.ndarray, np.ndarray, np.ndarray]: masks ``(C, H, W)`` (bool, or
+            float32 logits), scores ``(C,)`` and low-resolution logits
+            ``(C, 4E, 4E)``; with batched prompts ``(N, C, H, W)``, ``(N, C)`` and
+            ``(N, C, 4E, 4E)``.
+        """
+        self._check_image_set()
+        coords_t, labels_t, box_t, mask_t, batched = self._prepare_prompts(
+            point_coords, point_labels, box, mask_input
+        )
+        masks, scores, low_res = self.predict_torch(
+            coords_t, labels_t, box_t, mask_t, multimask_output, return_logits
+        )
+        out = tuple(t.detach().cpu().numpy() for t in (masks, scores, low_res))
+        if not batched:
+            out = tuple(a[0] for a in out)
+        return out
+
+    def _prepare_prompts(self, point_coords, point_labels, box, mask_input):
+        """Validate numpy prompts and map them to input-frame tensors ``(N, ...)``."""
+        device = self.device
+        sizes = {}
+        coords = labels = boxes = masks = None
+        if (point_coords is None) != (point_labels is None):
+            given, missing = (
+                ('point_coords', 'point_labels')
+                if point_labels is None
+                else ('point_labels', 'point_coords')
+            )
+            raise ValueError(f'{given} was given without {missing}; pass both or neither')
+        if point_coords is not None:
+            coords = _as_float_array(point_coords, 'point_coords')
+            labels = _as_float_array(point_labels, 'point_labels')
+            if coords.ndim not in (2, 3) or coords.shape[-1] != 2:
+                raise ValueError(
+                    'point_coords must have shape (P, 2) or (N, P, 2) as (x, y) pixels, '
+                    f'got {coords.shape}'
+                )
+            if labels.shape != coords.shape[:-1]:
+                raise ValueError(
+                    f'point_labels must have shape {coords.shape[:-1]} (one label per point), '
+                    f'got {labels.shape}'
+                )
+            if np.any(labels != np.round(labels)):
+                raise ValueError('point_labels must be integers (1 foreground, 0 background)')
+            if coords.ndim == 3:
+                sizes['point_coords'] = coords.shape[0]
+            else:
+                coords, labels = coords[None], labels[None]
+        if box is not None:
+            boxes = _as_float_array(box, 'box')
+            if boxes.ndim not in (1, 2) or boxes.shape[-1] != 4:
+                raise ValueError(f'box must have shape (4,) or (N, 4) as XYXY, got {boxes.shape}')
+            if boxes.ndim == 2:
+                sizes['box'] = boxes.shape[0]
+            else:
+                boxes = boxes[None]
+            bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f'box must be XYXY with x2 >= x1 and y2 >= y1; box {i} is {boxes[i].tolist()}'
+                )
+        if mask_input is not None:
+            masks = _as_float_array(mask_input, 'mask_input')
+            size = self.mask_input_size
+            if masks.ndim == 4 and masks.shape[1:] == (1, *size):
+                sizes['mask_input'] = masks.shape[0]
+            elif masks.shape == (1, *size):
+                masks = masks[None]
+            else:
+                raise ValueError(
+                    f'mask_input must have shape (1, {size[0]}, {size[1]}) or '
+                    f'(N, 1, {size[0]}, {size[1]}) (low-resolution logits from predict), '
+                    f'got {masks.shape}'
+                )
+        if len(set(sizes.values())) > 1:
+            raise ValueError(
+                'batched prompts must have the same N, got '
+                + ', '.join(f'{k}: {v}' for k, v in sizes.items())
+            )
+        n = next(iter(sizes.values())) if sizes else 1
+
+        def expand(a):
+            return a if a is None or a.shape[0] == n else np.repeat(a, n, axis=0)
+
+        coords, labels, boxes, masks = (expand(a) for a in (coords, labels, boxes, masks))
+        coords_t = labels_t = box_t = mask_t = None
+        if coords is not None:
+            coords = apply_coords(coords, self.original_size, self.image_size)
+            coords_t = torch.as_tensor(coords, dtype=torch.float32, device=device)
+            labels_t = torch.as_tensor(labels, dtype=torch.int32, device=device)
+        if boxes is not None:
+            boxes = apply_boxes(boxes, self.original_size, self.image_size)
+            box_t = torch.as_tensor(boxes, dtype=torch.float32, device=device)
+        if masks is not None:
+            mask_t = torch.as_tensor(masks, dtype=torch.float32, device=device)
+        return coords_t, labels_t, box_t, mask_t, bool(sizes)
+
+    @torch.no_grad()
+    def predict_torch(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor] = None,
+        mask_input: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Masks for batched prompts already in the input frame (official ``predict_torch``).
+
+        Args:
+            point_coords (Tensor, optional): ``(N, P, 2)`` input-frame pixels.
+            point_labels (Tensor, optional): ``(N, P)``.
+            boxes (Tensor, optional): ``(N, 4)`` XYXY, input frame.
+            mask_input (Tensor, optional): ``(N, 1, 4E, 4E)`` low-resolution logits.
+            multimask_output (bool): ``C = 3`` masks per prompt, or 1.
+            return_logits (bool): Return logits instead of boolean masks.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: masks ``(N, C, H, W)``, scores ``(N, C)``,
+            low-resolution logits ``(N, C, 4E, 4E)``.
+        """
+        self._check_image_set()
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError('point_coords and point_labels must be given together')
+        points = None if point_coords is None else (point_coords, point_labels)
+        low_res, scores = self.model.predict_prompts(
+            self.features, points, boxes, mask_input, multimask_output
+        )
+        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, scores, low_res
