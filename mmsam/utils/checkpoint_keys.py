@@ -11,7 +11,7 @@ in-memory loader and ``tools/model_converters/sam2mmsam.py`` both use it.
 
 import re
 from collections import OrderedDict
-from typing import Callable, List, Mapping, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -88,7 +88,11 @@ def mmsam_key_to_official(key: str) -> str:
     raise KeyMapError(f'unknown mmsam SAM key {key!r} (expected one of {MMSAM_PREFIXES})')
 
 
-def _convert(state_dict: Mapping[str, torch.Tensor], fn: Callable[[str], str]) -> 'OrderedDict':
+def _convert(
+    state_dict: Mapping[str, torch.Tensor],
+    fn: Callable[[str], str],
+    allow_equal_duplicates: bool = False,
+) -> 'OrderedDict':
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     unknown = []
     for key, value in state_dict.items():
@@ -98,7 +102,14 @@ def _convert(state_dict: Mapping[str, torch.Tensor], fn: Callable[[str], str]) -
             unknown.append(key)
             continue
         if new_key in out:
-            raise KeyMapError(f'two keys map to {new_key!r}')
+            same = (
+                allow_equal_duplicates
+                and out[new_key].shape == value.shape
+                and torch.equal(out[new_key], value)
+            )
+            if not same:
+                raise KeyMapError(f'two keys map to {new_key!r} (with different values)')
+            continue
         out[new_key] = value
     if unknown:
         shown = ', '.join(unknown[:8]) + (
@@ -137,4 +148,313 @@ def is_mmsam_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Whether the keys look like mmsam's full-model layout (``backbone.layers.*``)."""
     return any(k.startswith('backbone.') for k in state_dict) and any(
         k.startswith(('prompt_encoder.', 'mask_decoder.')) for k in state_dict
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Hugging Face transformers layout (``facebook/sam-vit-base`` and its siblings).
+#
+# ``transformers.SamModel`` keeps the official tensors and shapes (the image encoder's
+# qkv stays fused, each point embedding is its own ``Embedding(1, 256)``) but renames
+# modules: ``vision_encoder`` for ``image_encoder``, ``layer_norm*`` for ``norm*``, named
+# neck / mask-embedding / upscaling layers for the official ``nn.Sequential`` indices,
+# ``proj_in``/``layers.K``/``proj_out`` for the three-layer MLPs. The random-Fourier
+# matrix is shared by the model and its prompt encoder, so a file holds it as
+# ``shared_image_embedding.positional_embedding``,
+# ``prompt_encoder.shared_embedding.positional_embedding`` or both.
+# --------------------------------------------------------------------------------------
+
+HF_PREFIXES = ('vision_encoder.', 'prompt_encoder.', 'mask_decoder.', 'shared_image_embedding.')
+
+_HF_ENCODER_KEY_RULES: List[Tuple[str, str]] = [
+    (r'^patch_embed\.projection\.', 'patch_embed.projection.'),
+    (r'^pos_embed$', 'pos_embed'),
+    (r'^layers\.(\d+)\.layer_norm1\.', r'layers.\1.ln1.'),
+    (r'^layers\.(\d+)\.layer_norm2\.', r'layers.\1.ln2.'),
+    (r'^layers\.(\d+)\.attn\.(qkv|proj)\.', r'layers.\1.attn.\2.'),
+    (r'^layers\.(\d+)\.attn\.(rel_pos_h|rel_pos_w)$', r'layers.\1.attn.\2'),
+    (r'^layers\.(\d+)\.mlp\.lin1\.', r'layers.\1.ffn.layers.0.0.'),
+    (r'^layers\.(\d+)\.mlp\.lin2\.', r'layers.\1.ffn.layers.1.'),
+    (r'^neck\.conv1\.', 'channel_reduction.0.'),
+    (r'^neck\.layer_norm1\.', 'channel_reduction.1.'),
+    (r'^neck\.conv2\.', 'channel_reduction.2.'),
+    (r'^neck\.layer_norm2\.', 'channel_reduction.3.'),
+]
+
+_HF_PROMPT_KEY_RULES: List[Tuple[str, str]] = [
+    (r'^shared_embedding\.positional_embedding$', 'pe_layer.positional_encoding_gaussian_matrix'),
+    (r'^point_embed\.(\d+)\.weight$', r'point_embeddings.\1.weight'),
+    (r'^(not_a_point_embed|no_mask_embed)\.weight$', r'\1.weight'),
+    (r'^mask_embed\.conv1\.', 'mask_downscaling.0.'),
+    (r'^mask_embed\.layer_norm1\.', 'mask_downscaling.1.'),
+    (r'^mask_embed\.conv2\.', 'mask_downscaling.3.'),
+    (r'^mask_embed\.layer_norm2\.', 'mask_downscaling.4.'),
+    (r'^mask_embed\.conv3\.', 'mask_downscaling.6.'),
+]
+
+_HF_ATTN = r'(q_proj|k_proj|v_proj|out_proj)'
+_HF_MLP = r'(output_hypernetworks_mlps\.\d+|iou_prediction_head)'
+_HF_DECODER_KEY_RULES: List[Tuple[str, str]] = [
+    (r'^(iou_token|mask_tokens)\.weight$', r'\1.weight'),
+    (r'^transformer\.layers\.(\d+)\.layer_norm([1-4])\.', r'transformer.layers.\1.norm\2.'),
+    (
+        r'^transformer\.layers\.(\d+)\.(self_attn|cross_attn_token_to_image|'
+        r'cross_attn_image_to_token)\.' + _HF_ATTN + r'\.',
+        r'transformer.layers.\1.\2.\3.',
+    ),
+    (r'^transformer\.layers\.(\d+)\.mlp\.(lin1|lin2)\.', r'transformer.layers.\1.mlp.\2.'),
+    (
+        r'^transformer\.final_attn_token_to_image\.' + _HF_ATTN + r'\.',
+        r'transformer.final_attn_token_to_image.\1.',
+    ),
+    (r'^transformer\.layer_norm_final_attn\.', 'transformer.norm_final_attn.'),
+    (r'^upscale_conv1\.', 'output_upscaling.0.'),
+    # ``upsacle_layer_norm``: the spelling of early transformers releases
+    (r'^(upscale|upsacle)_layer_norm\.', 'output_upscaling.1.'),
+    (r'^upscale_conv2\.', 'output_upscaling.3.'),
+    (r'^' + _HF_MLP + r'\.proj_in\.', r'\1.layers.0.'),
+]
+
+_HF_MLP_HIDDEN = re.compile(r'^' + _HF_MLP + r'\.layers\.(\d+)\.(.+)$')
+_HF_MLP_OUT = re.compile(r'^' + _HF_MLP + r'\.proj_out\.(.+)$')
+
+#: SAM's MLP heads (hypernetworks, IoU head) have three linear layers.
+SAM_MLP_DEPTH = 3
+
+
+def _hf_decoder_key_to_mmsam(key: str, mlp_depths: Mapping[str, int]) -> str:
+    match = _HF_MLP_HIDDEN.match(key)
+    if match:  # HF's hidden layer K is the official layer K + 1
+        return f'{match[1]}.layers.{int(match[2]) + 1}.{match[3]}'
+    match = _HF_MLP_OUT.match(key)
+    if match:
+        depth = mlp_depths.get(match[1], SAM_MLP_DEPTH)
+        return f'{match[1]}.layers.{depth - 1}.{match[2]}'
+    return _apply_rules(key, _HF_DECODER_KEY_RULES, 'Hugging Face mask-decoder')
+
+
+def hf_key_to_mmsam(key: str, mlp_depths: Optional[Mapping[str, int]] = None) -> str:
+    """Map one key of a Hugging Face ``SamModel`` state dict to mmsam's layout.
+
+    Args:
+        key: e.g. ``vision_encoder.layers.0.layer_norm1.weight``.
+        mlp_depths: linear layers of each decoder MLP by its HF prefix (e.g.
+            ``iou_prediction_head``), to place ``proj_out``; SAM's 3 by default.
+
+    Returns:
+        e.g. ``backbone.layers.0.ln1.weight``.
+
+    Raises:
+        KeyMapError: if no rule knows the key.
+    """
+    if key.startswith('vision_encoder.'):
+        rest = key[len('vision_encoder.') :]
+        return 'backbone.' + _apply_rules(rest, _HF_ENCODER_KEY_RULES, 'Hugging Face vision')
+    if key == 'shared_image_embedding.positional_embedding':
+        return 'prompt_encoder.pe_layer.positional_encoding_gaussian_matrix'
+    if key.startswith('prompt_encoder.'):
+        rest = key[len('prompt_encoder.') :]
+        return 'prompt_encoder.' + _apply_rules(rest, _HF_PROMPT_KEY_RULES, 'Hugging Face prompt')
+    if key.startswith('mask_decoder.'):
+        rest = key[len('mask_decoder.') :]
+        return 'mask_decoder.' + _hf_decoder_key_to_mmsam(rest, mlp_depths or {})
+    raise KeyMapError(f'unknown Hugging Face SAM key {key!r} (expected one of {HF_PREFIXES})')
+
+
+def hf_mlp_depths(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, int]:
+    """Linear layers per decoder MLP of an HF state dict (``proj_in``, hidden, ``proj_out``)."""
+    hidden: Dict[str, set] = {}
+    for key in state_dict:
+        if not key.startswith('mask_decoder.'):
+            continue
+        rest = key[len('mask_decoder.') :]
+        match = _HF_MLP_HIDDEN.match(rest)
+        if match:
+            hidden.setdefault(match[1], set()).add(int(match[2]))
+        elif _HF_MLP_OUT.match(rest):
+            hidden.setdefault(_HF_MLP_OUT.match(rest)[1], set())
+    return {prefix: len(indices) + 2 for prefix, indices in hidden.items()}
+
+
+def convert_hf_to_mmsam(state_dict: Mapping[str, torch.Tensor]) -> 'OrderedDict':
+    """Convert a Hugging Face ``SamModel`` state dict to mmsam's layout (tensors are shared).
+
+    The positional matrix may be stored twice (tied); both copies must be equal.
+
+    Raises:
+        KeyMapError: for keys that are not part of SAM, or tied copies that differ.
+    """
+    depths = hf_mlp_depths(state_dict)
+    return _convert(state_dict, lambda k: hf_key_to_mmsam(k, depths), allow_equal_duplicates=True)
+
+
+# --------------------------------------------------------------------------------------
+# Layout and size detection
+# --------------------------------------------------------------------------------------
+
+#: The layouts :func:`detect_layout` tells apart.
+LAYOUTS = ('official', 'hf', 'mmsam', 'mmpretrain')
+
+#: Buffers some official-style files carry that SAM does not load (the normalization
+#: constants live in the data preprocessor).
+IGNORED_KEYS = ('pixel_mean', 'pixel_std')
+
+_VITSAM_BARE = re.compile(
+    r'^(patch_embed\.projection\.|pos_embed$|layers\.\d+\.|channel_reduction\.)'
+)
+
+
+def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Tell which SAM layout a state dict is in, from its keys.
+
+    Returns:
+        ``'official'`` (``image_encoder.*``), ``'hf'`` (``vision_encoder.*`` and
+        HF's decoder names), ``'mmsam'`` (``backbone.*`` with prompt encoder and mask
+        decoder) or ``'mmpretrain'`` (a ``ViTSAM`` backbone alone, with or without the
+        ``backbone.`` prefix).
+
+    Raises:
+        ValueError: if the keys fit none of them (naming a few of the keys).
+    """
+    keys = list(state_dict)
+    if any(k.startswith('image_encoder.') for k in keys):
+        return 'official'
+    hf_markers = (
+        'vision_encoder.',
+        'shared_image_embedding.',
+        'prompt_encoder.point_embed.',
+        'prompt_encoder.mask_embed.',
+        'mask_decoder.upscale_conv1.',
+    )
+    if any(k.startswith(hf_markers) for k in keys):
+        return 'hf'
+    has_backbone = any(k.startswith('backbone.') for k in keys)
+    has_heads = any(k.startswith(('prompt_encoder.', 'mask_decoder.')) for k in keys)
+    if has_backbone and has_heads:
+        return 'mmsam'
+    if has_backbone and any(_VITSAM_BARE.match(k[len('backbone.') :]) for k in keys):
+        return 'mmpretrain'
+    if (
+        keys
+        and any(k.startswith('layers.') for k in keys)
+        and all(_VITSAM_BARE.match(k) for k in keys)
+    ):
+        return 'mmpretrain'
+    if has_heads and any(k.startswith('prompt_encoder.point_embeddings.') for k in keys):
+        return 'mmsam'  # heads without an encoder: reported as missing keys later
+    shown = ', '.join(keys[:5]) + (f', ... ({len(keys)} keys)' if len(keys) > 5 else '')
+    raise ValueError(
+        'not a SAM state dict: expected the keys of the official SAM (image_encoder.*), '
+        "Hugging Face's SamModel (vision_encoder.*), mmsam (backbone.*, prompt_encoder.*, "
+        f'mask_decoder.*) or mmpretrain ViTSAM (backbone.layers.*); got {shown or "no keys"}'
+    )
+
+
+def to_mmsam_layout(
+    state_dict: Mapping[str, torch.Tensor], layout: str = 'auto'
+) -> Tuple['OrderedDict', str, List[str]]:
+    """Bring a state dict of any known layout to mmsam's names (tensors are shared).
+
+    Args:
+        state_dict: the source.
+        layout: one of :data:`LAYOUTS`, or ``'auto'`` to :func:`detect_layout`.
+
+    Returns:
+        ``(state_dict, layout, ignored)``: ``backbone.*`` (plus ``prompt_encoder.*`` and
+        ``mask_decoder.*`` when the source has them), the source layout, and the
+        source keys dropped on purpose (:data:`IGNORED_KEYS`).
+
+    Raises:
+        ValueError: for an unknown ``layout`` or one that does not fit the keys.
+        KeyMapError: for keys no rule of the layout knows.
+    """
+    detected = detect_layout(state_dict)
+    if layout == 'auto':
+        layout = detected
+    elif layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
+    elif layout != detected:
+        raise ValueError(
+            f'layout {layout!r} was asked for, but the keys are in the {detected!r} layout'
+        )
+    ignored = [k for k in state_dict if k in IGNORED_KEYS]
+    kept = OrderedDict((k, v) for k, v in state_dict.items() if k not in IGNORED_KEYS)
+    if layout == 'official':
+        out = convert_official_to_mmsam(kept)
+    elif layout == 'hf':
+        out = convert_hf_to_mmsam(kept)
+    elif layout == 'mmpretrain' and not any(k.startswith('backbone.') for k in kept):
+        out = OrderedDict(('backbone.' + k, v) for k, v in kept.items())
+    else:
+        out = kept
+    return out, layout, ignored
+
+
+def infer_encoder_arch(state_dict: Mapping[str, torch.Tensor], prefix: str = 'backbone.') -> dict:
+    """Read the image encoder's size from the shapes of an mmsam-layout state dict.
+
+    Args:
+        state_dict: ``backbone.*`` keys in mmpretrain's ``ViTSAM`` layout.
+        prefix: the encoder's key prefix.
+
+    Returns:
+        dict with ``arch`` (``'base'``, ``'large'``, ``'huge'`` or ``'custom'``),
+        ``arch_settings`` (``embed_dims``, ``num_layers``, ``num_heads``,
+        ``feedforward_channels``, ``global_attn_indexes``: what ``SAMImageEncoder(arch=...)``
+        takes), ``img_size``, ``patch_size`` and ``window_size``.
+
+    Raises:
+        ValueError: if the encoder's keys are missing.
+    """
+    from ..models.backbones.sam_image_encoder import SAMImageEncoder
+
+    proj = state_dict.get(prefix + 'patch_embed.projection.weight')
+    if proj is None:
+        raise ValueError(
+            f'no image encoder in the state dict ({prefix}patch_embed.projection.weight)'
+        )
+    embed_dims, patch_size = int(proj.shape[0]), int(proj.shape[-1])
+    layer_ids = sorted(
+        {
+            int(m[1])
+            for k in state_dict
+            for m in [re.match(re.escape(prefix) + r'layers\.(\d+)\.', k)]
+            if m
+        }
+    )
+    num_layers = len(layer_ids)
+    pos = state_dict.get(prefix + 'pos_embed')
+    tokens = int(pos.shape[1]) if pos is not None else None
+    heads, ffn, global_ids, window = None, None, [], 0
+    for i in layer_ids:
+        rel = state_dict.get(f'{prefix}layers.{i}.attn.rel_pos_h')
+        lin1 = state_dict.get(f'{prefix}layers.{i}.ffn.layers.0.0.weight')
+        if lin1 is not None:
+            ffn = int(lin1.shape[0])
+        if rel is None:
+            continue
+        heads = embed_dims // int(rel.shape[1])
+        side = (int(rel.shape[0]) + 1) // 2
+        if tokens is not None and side == tokens:
+            global_ids.append(i)
+        else:
+            window = side
+    settings = dict(
+        embed_dims=embed_dims,
+        num_layers=num_layers,
+        num_heads=heads,
+        feedforward_channels=ffn,
+        global_attn_indexes=global_ids,
+    )
+    name = 'custom'
+    for candidate in ('base', 'large', 'huge'):
+        if SAMImageEncoder.arch_zoo[candidate] == settings:
+            name = candidate
+            break
+    return dict(
+        arch=name,
+        arch_settings=settings,
+        img_size=tokens * patch_size if tokens is not None else None,
+        patch_size=patch_size,
+        window_size=window,
     )
