@@ -1,0 +1,33 @@
+"""SAM's image encoder as a traceable module: preprocessed image to image embedding."""
+
+import torch
+import torch.nn as nn
+
+
+class SAMOnnxEncoder(nn.Module):
+    """Wrap ``model.backbone`` so that it returns one tensor.
+
+    The input is what ``SAMDataPreprocessor`` produces: resized so that the longest
+    side is ``image_size``, normalized with the model's mean/std and zero-padded
+    at the bottom/right. The backbone is shared, not copied.
+
+    Args:
+        model (mmsam.models.SAM): The model.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.image_size = int(model.image_size)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed a preprocessed image.
+
+        Args:
+            x (Tensor): ``(1, 3, S, S)`` float32, normalized and padded.
+
+        Returns:
+            Tensor: ``(1, 256, S / 16, S / 16)``.
+        """
+        return self.backbone(x)[0]

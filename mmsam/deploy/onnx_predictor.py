@@ -1,0 +1,285 @@
+"""Serve SAM from ONNX files with numpy and onnxruntime only (no torch at run time).
+
+The interface is the predictor's (``set_image``, ``predict``, ...); images and
+prompts are prepared with :mod:`mmsam.structures.transforms`, the normalization
+and the sizes are read from the graphs' metadata (written by
+:mod:`mmsam.deploy.export`).
+"""
+
+import os
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..structures.transforms import (
+    apply_boxes,
+    apply_coords,
+    get_preprocess_shape,
+    image_to_rgb_uint8,
+    resize_longest_side,
+)
+from . import graph_spec as meta
+from .onnx_session import CheckedSession
+
+PathLike = Union[str, os.PathLike]
+
+
+def _numeric(value, name: str) -> np.ndarray:
+    """``value`` as a finite float64 array, or a ``ValueError`` naming ``name``."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f'{name} must be numeric, got {type(value).__name__}') from err
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f'{name} must hold finite numbers, got NaN or inf')
+    return array
+
+
+def _graph_metadata(session: CheckedSession, kind: str) -> dict:
+    values = meta.decode_metadata(session.metadata)
+    if values.get(meta.GRAPH) != kind:
+        found = values.get(meta.GRAPH, 'no mmsam metadata')
+        raise ValueError(
+            f'{session.path} is not an mmsam {kind} graph ({found}); export one with '
+            'tools/deployment/export_onnx.py'
+        )
+    return values
+
+
+class ONNXPredictor:
+    """Compute an image embedding once, then decode masks for many prompts, in onnxruntime.
+
+    The counterpart of :class:`mmsam.apis.SAMPredictor` for graphs written by
+    ``tools/deployment/export_onnx.py``: one prompt per call (points, a box, a
+    mask input, any subset) in original-image pixels.
+
+    Args:
+        decoder (str | os.PathLike): The decoder graph (``--output``).
+        encoder (str | os.PathLike, optional): The encoder graph
+            (``--encoder-output``); needed by :meth:`set_image` only, not when
+            embeddings come from :meth:`set_image_embedding`.
+        providers (Sequence[str], optional): onnxruntime execution providers.
+            Defaults to ``['CPUExecutionProvider']``.
+
+    Attributes:
+        image_size (int): Side ``S`` of the model input.
+        mask_threshold (float): Logit threshold of the masks.
+        embedding_shape (tuple[int, ...]): ``(1, 256, E, E)``.
+        mask_input_size (tuple[int, int]): ``(4E, 4E)``.
+    """
+
+    def __init__(
+        self,
+        decoder: PathLike,
+        encoder: Optional[PathLike] = None,
+        providers: Optional[Sequence[str]] = None,
+    ) -> None:
+        self.decoder = CheckedSession(decoder, providers)
+        info = _graph_metadata(self.decoder, 'decoder')
+        self.image_size = int(info[meta.IMAGE_SIZE])
+        self.mask_threshold = float(info[meta.MASK_THRESHOLD])
+        self.num_mask_tokens = int(info[meta.NUM_MASK_TOKENS])
+        self.embedding_shape = tuple(self.decoder.input_shapes['image_embeddings'])
+        self.mask_input_size = tuple(self.decoder.input_shapes['mask_input'][2:])
+        self.encoder = None
+        if encoder is not None:
+            self.encoder = CheckedSession(encoder, providers)
+            enc = _graph_metadata(self.encoder, 'encoder')
+            if int(enc[meta.IMAGE_SIZE]) != self.image_size:
+                raise ValueError(
+                    f'encoder {self.encoder.path} takes {enc[meta.IMAGE_SIZE]} px inputs but '
+                    f'decoder {self.decoder.path} was exported for {self.image_size}'
+                )
+            self.pixel_mean = np.asarray(enc[meta.PIXEL_MEAN], np.float32).reshape(3, 1, 1)
+            self.pixel_std = np.asarray(enc[meta.PIXEL_STD], np.float32).reshape(3, 1, 1)
+        self.reset_image()
+
+    # ------------------------------------------------------------------ image
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self.is_image_set = False
+        self.features: Optional[np.ndarray] = None
+        self.original_size: Optional[Tuple[int, int]] = None
+        self.input_size: Optional[Tuple[int, int]] = None
+
+    def preprocess(self, image: np.ndarray) -> Tuple[np.ndarray, Tuple[int, int]]:
+        """Resize, normalize and pad an RGB uint8 ``(H, W, 3)`` image.
+
+        Returns:
+            tuple: the encoder input ``(1, 3, S, S)`` float32 and ``(h, w)``.
+        """
+        if self.encoder is None:
+            raise RuntimeError('preprocessing needs the encoder graph: pass encoder=... ')
+        resized = resize_longest_side(image, self.image_size)
+        h, w = resized.shape[:2]
+        chw = resized.transpose(2, 0, 1).astype(np.float32)
+        normalized = (chw - self.pixel_mean) / self.pixel_std
+        padded = np.zeros((1, 3, self.image_size, self.image_size), np.float32)
+        padded[0, :, :h, :w] = normalized
+        return padded, (h, w)
+
+    def set_image(self, image: np.ndarray, image_format: str = 'RGB') -> None:
+        """Compute the embedding of an ``(H, W, 3)`` uint8 image (``'RGB'`` or ``'BGR'``)."""
+        if self.encoder is None:
+            raise RuntimeError(
+                'set_image needs the encoder graph: ONNXPredictor(decoder, encoder=...); '
+                'or give a precomputed embedding to set_image_embedding'
+            )
+        rgb = image_to_rgb_uint8(image, image_format)
+        inputs, input_size = self.preprocess(rgb)
+        (features,) = self.encoder.run({meta.ENCODER_INPUT_NAME: inputs}).values()
+        self.reset_image()
+        self._store(features, rgb.shape[:2], input_size)
+
+    def _store(self, features: np.ndarray, original_size, input_size) -> None:
+        self.features = features
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> np.ndarray:
+        """The embedding of the set image, ``(1, 256, E, E)`` float32."""
+        if not self.is_image_set:
+            raise RuntimeError(
+                'no image is set: call set_image(...) or set_image_embedding(...) first'
+            )
+        return self.features
+
+    def set_image_embedding(
+        self,
+        embedding: np.ndarray,
+        original_size: Sequence[int],
+        input_size: Optional[Sequence[int]] = None,
+    ) -> None:
+        """Use an embedding computed elsewhere (e.g. cached by a server).
+
+        Args:
+            embedding (np.ndarray): ``(1, 256, E, E)`` or ``(256, E, E)``, floating point.
+            original_size (tuple[int, int]): ``(H, W)`` of the image it came from.
+            input_size (tuple[int, int], optional): ``(h, w)`` of the resized image;
+                computed from ``original_size`` when omitted and checked when given.
+        """
+        array = np.asarray(embedding)
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f'embedding must be a floating-point array, got dtype {array.dtype}')
+        if array.ndim == 3:
+            array = array[None]
+        if array.shape != self.embedding_shape:
+            raise ValueError(
+                f'embedding must have shape {self.embedding_shape} for this decoder, '
+                f'got {array.shape}'
+            )
+        if len(original_size) != 2:
+            raise ValueError(f'original_size must be (H, W), got {original_size}')
+        expected = get_preprocess_shape(
+            int(original_size[0]), int(original_size[1]), self.image_size
+        )
+        if input_size is not None and tuple(int(s) for s in input_size) != expected:
+            raise ValueError(
+                f'input_size {tuple(input_size)} does not match original_size '
+                f'{tuple(original_size)}: expected {expected}'
+            )
+        self.reset_image()
+        self._store(np.ascontiguousarray(array, np.float32), original_size, expected)
+
+    # ------------------------------------------------------------------ prompts
+    def _points(self, point_coords, point_labels, box) -> Tuple[np.ndarray, np.ndarray]:
+        """Points and box corners in the input frame: ``(1, P, 2)`` and ``(1, P)`` float32."""
+        coords = np.zeros((0, 2))
+        labels = np.zeros((0,))
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError('point_coords and point_labels must be given together')
+        if point_coords is not None:
+            coords = _numeric(point_coords, 'point_coords')
+            labels = _numeric(point_labels, 'point_labels')
+            if coords.ndim != 2 or coords.shape[-1] != 2:
+                raise ValueError(
+                    'point_coords must have shape (P, 2) as (x, y) pixels (one prompt per '
+                    f'call), got {coords.shape}'
+                )
+            if labels.shape != coords.shape[:1]:
+                raise ValueError(
+                    f'point_labels must have shape {coords.shape[:1]} (one per point), '
+                    f'got {labels.shape}'
+                )
+            if not np.all(np.isin(labels, (0, 1))):
+                raise ValueError('point_labels must be 1 (foreground) or 0 (background)')
+            coords = apply_coords(coords, self.original_size, self.image_size)
+        if box is not None:
+            boxes = _numeric(box, 'box')
+            if boxes.shape != (4,):
+                raise ValueError(
+                    f'box must have shape (4,) as XYXY (one prompt), got {boxes.shape}'
+                )
+            if boxes[2] < boxes[0] or boxes[3] < boxes[1]:
+                raise ValueError(
+                    f'box must be XYXY with x2 >= x1 and y2 >= y1, got {boxes.tolist()}'
+                )
+            corners = apply_boxes(boxes, self.original_size, self.image_size).reshape(2, 2)
+            coords = np.concatenate([coords, corners])
+            labels = np.concatenate([labels, [2.0, 3.0]])
+        elif point_coords is not None:
+            coords = np.concatenate([coords, np.zeros((1, 2))])  # the padding point
+            labels = np.concatenate([labels, [-1.0]])
+        return coords[None].astype(np.float32), labels[None].astype(np.float32)
+
+    def _mask_input(self, mask_input) -> Tuple[np.ndarray, np.ndarray]:
+        """``(1, 1, 4E, 4E)`` float32 and ``has_mask_input (1,)``."""
+        shape = (1, 1, *self.mask_input_size)
+        if mask_input is None:
+            return np.zeros(shape, np.float32), np.zeros(1, np.float32)
+        mask = _numeric(mask_input, 'mask_input')
+        if mask.shape not in (shape, shape[1:]):
+            raise ValueError(
+                f'mask_input must have shape {shape[1:]} (low-resolution logits from '
+                f'predict), got {mask.shape}'
+            )
+        return mask.reshape(shape).astype(np.float32), np.ones(1, np.float32)
+
+    def predict(
+        self,
+        point_coords=None,
+        point_labels=None,
+        box=None,
+        mask_input=None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for one prompt in original-image pixels.
+
+        Args:
+            point_coords (array-like, optional): ``(P, 2)`` ``(x, y)`` pixels.
+            point_labels (array-like, optional): ``(P,)``, 1 foreground, 0 background.
+            box (array-like, optional): ``(4,)`` XYXY.
+            mask_input (array-like, optional): ``(1, 4E, 4E)`` low-resolution logits
+                from a previous call.
+            multimask_output (bool): Three masks (``C = 3``), or one. A decoder
+                exported with ``--return-single-mask`` always gives its one mask.
+            return_logits (bool): Return float32 logits instead of boolean masks.
+
+        Returns:
+            tuple[np.ndarray, np.ndarray, np.ndarray]: masks ``(C, H, W)``, scores
+            ``(C,)`` and low-resolution logits ``(C, 4E, 4E)``.
+        """
+        if not self.is_image_set:
+            raise RuntimeError('no image is set: call set_image(...) before predict()')
+        coords, labels = self._points(point_coords, point_labels, box)
+        mask, has_mask = self._mask_input(mask_input)
+        outputs = self.decoder.run(
+            {
+                'image_embeddings': self.features,
+                'point_coords': coords,
+                'point_labels': labels,
+                'mask_input': mask,
+                'has_mask_input': has_mask,
+                'orig_im_size': np.asarray(self.original_size, np.float32),
+            }
+        )
+        masks, scores = outputs['masks'][0], outputs['iou_predictions'][0]
+        low_res = outputs['low_res_masks'][0]
+        if masks.shape[0] == self.num_mask_tokens:
+            keep = slice(1, None) if multimask_output else slice(0, 1)
+            masks, scores, low_res = masks[keep], scores[keep], low_res[keep]
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, scores, low_res
