@@ -12,4 +12,13 @@ check_environment()
 
 from . import models  # noqa: E402,F401  (registers the modules)
 
-__all__ = ['__version__', 'version_info', 'models']
+__all__ = ['__version__', 'version_info', 'models', 'get_model', 'list_models']
+
+
+def __getattr__(name: str):
+    # mmsam.get_model / mmsam.list_models, imported on first use to keep `import mmsam` light
+    if name in ('get_model', 'list_models'):
+        from .apis import model_zoo
+
+        return getattr(model_zoo, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -11,7 +11,7 @@ destination only after it has been flushed to disk.
 import os
 import tempfile
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -109,6 +109,23 @@ def load_state_dict_file(path: str) -> 'OrderedDict[str, torch.Tensor]':
         FileNotFoundError: if ``path`` does not exist.
         ValueError: if the file is not a checkpoint or holds no state dict.
     """
+    return load_checkpoint_file(path)[0]
+
+
+def load_checkpoint_file(path: str) -> Tuple['OrderedDict[str, torch.Tensor]', Dict[str, Any]]:
+    """Like :func:`load_state_dict_file`, also returning the file's ``meta`` dict.
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``(state_dict, meta)``; ``meta`` is ``{}`` for bare state dicts and
+        ``.safetensors`` files.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file is not a checkpoint or holds no state dict.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
     if path.endswith('.safetensors'):
@@ -119,7 +136,10 @@ def load_state_dict_file(path: str) -> 'OrderedDict[str, torch.Tensor]':
                 f'reading {path!r} needs safetensors: '
                 "pip install 'mmsam[optional]' (or pip install safetensors)"
             ) from e
-        return OrderedDict(load_file(path, device='cpu'))
+        try:
+            return OrderedDict(load_file(path, device='cpu')), {}
+        except Exception as e:
+            raise ValueError(f'{path!r} is not a readable safetensors file ({e})') from e
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
@@ -128,6 +148,8 @@ def load_state_dict_file(path: str) -> 'OrderedDict[str, torch.Tensor]':
             f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
         ) from e
     if isinstance(obj, Mapping):
+        meta = obj.get('meta')
+        meta = dict(meta) if isinstance(meta, Mapping) else {}
         for key in ('state_dict', 'model'):
             inner = obj.get(key)
             if (
@@ -135,10 +157,78 @@ def load_state_dict_file(path: str) -> 'OrderedDict[str, torch.Tensor]':
                 and inner
                 and all(isinstance(v, torch.Tensor) for v in inner.values())
             ):
-                return OrderedDict(inner)
+                return OrderedDict(inner), meta
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return OrderedDict(obj)
+            return OrderedDict(obj), {}
     raise ValueError(
         f'{path!r} holds no state dict: expected a dict of tensors, or a dict with '
         f"a 'state_dict' or 'model' entry of tensors, got {type(obj).__name__}"
+    )
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose keys or shapes do not fit the model it is loaded into."""
+
+
+#: Tables that a model may resample when its input size differs from the checkpoint's.
+RESIZABLE_KEYS = ('pos_embed', 'rel_pos_h', 'rel_pos_w')
+
+
+def _brief(items: List[str], limit: int = 6) -> str:
+    shown = ', '.join(items[:limit])
+    return shown + (f', ... ({len(items)} in all)' if len(items) > limit else '')
+
+
+def check_state_dict(
+    expected: Mapping[str, torch.Tensor],
+    given: Mapping[str, torch.Tensor],
+    source: str,
+    allow_resize: bool = True,
+    detail: str = '',
+) -> None:
+    """Refuse a state dict that would not load whole and strictly.
+
+    Every expected key must be present with the same shape, and every given key
+    must be expected. Position tables (:data:`RESIZABLE_KEYS`) may differ in their
+    spatial size when ``allow_resize`` (the image encoder resamples them on load).
+
+    Args:
+        expected: the model's state dict (tensors may be on the ``meta`` device).
+        given: the checkpoint's, already in the model's key layout.
+        source: the file or name to blame in the message.
+        allow_resize: accept position tables of another spatial size.
+        detail: a sentence to add (for example the two model sizes).
+
+    Raises:
+        CheckpointMismatchError: naming ``source``, the missing and unexpected keys
+            and the shape mismatches, a few of each.
+    """
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    mismatched = []
+    for key, want in expected.items():
+        have = given.get(key)
+        if have is None or tuple(have.shape) == tuple(want.shape):
+            continue
+        resizable = (
+            allow_resize
+            and key.rsplit('.', 1)[-1] in RESIZABLE_KEYS
+            and have.dim() == want.dim()
+            and have.shape[-1] == want.shape[-1]
+        )
+        if not resizable:
+            mismatched.append(f'{key} {tuple(have.shape)} vs {tuple(want.shape)}')
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f'missing keys ({len(missing)}): {_brief(missing)}')
+    if unexpected:
+        parts.append(f'unexpected keys ({len(unexpected)}): {_brief(unexpected)}')
+    if mismatched:
+        parts.append(f'shape mismatches, checkpoint vs model ({len(mismatched)}): ')
+        parts[-1] += _brief(mismatched, 4)
+    detail = f' {detail}' if detail else ''
+    raise CheckpointMismatchError(
+        f'checkpoint {source!r} does not fit the model.{detail} ' + '; '.join(parts)
     )

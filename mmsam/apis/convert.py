@@ -1,0 +1,180 @@
+"""Convert SAM checkpoints of any known layout into mmsam checkpoints.
+
+Sources: the official ``segment_anything`` files (``sam_vit_b_01ec64.pth`` and
+siblings: a bare state dict), Hugging Face ``facebook/sam-vit-*`` (``.bin`` or
+``.safetensors``), mmpretrain ``ViTSAM`` backbones, and mmsam's own files. The
+layout and the encoder's size are read from the keys and shapes; the result is
+checked against the model it is meant for (every source key used, every model key
+filled, every shape equal) before it is written, whole, with
+:func:`mmsam.utils.save_checkpoint`.
+"""
+
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import torch
+from mmengine.config import Config
+
+from ..utils.checkpoint_io import check_state_dict, load_state_dict_file, save_checkpoint
+from ..utils.checkpoint_keys import KeyMapError, infer_encoder_arch, to_mmsam_layout
+from ..version import __version__
+from .model_zoo import arch_overrides, build_model, get_model_info
+
+#: metafile names of the full and headless models by encoder size
+FULL_MODEL_NAMES = {s: f'sam_vit-{s}-p16_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')}
+HEADLESS_MODEL_NAMES = {
+    s: f'vit-{s}-p16_sam-pre_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')
+}
+
+
+@dataclass
+class ConversionReport:
+    """What :func:`convert_checkpoint` read and wrote.
+
+    Attributes:
+        src: the source file.
+        dst: the written file.
+        layout: the source layout (``official``, ``hf``, ``mmpretrain``, ``mmsam``).
+        arch: ``base``, ``large``, ``huge`` or ``custom``.
+        arch_settings: the encoder's ``embed_dims``, ``num_layers``, ``num_heads``,
+            ``feedforward_channels``, ``global_attn_indexes``.
+        img_size: input side the position tables are made for.
+        window_size: window side of the non-global encoder layers.
+        backbone_only: whether only the image encoder was written.
+        model_name: the matching metafile name (``None`` for custom sizes).
+        num_source_keys: tensors in the source.
+        num_written: tensors written.
+        num_parameters: elements written.
+        ignored_keys: source keys left out on purpose (normalization buffers, and the
+            prompt encoder and mask decoder with ``backbone_only``).
+    """
+
+    src: str
+    dst: str
+    layout: str
+    arch: str
+    arch_settings: Dict[str, Any]
+    img_size: int
+    window_size: int
+    backbone_only: bool
+    model_name: Any
+    num_source_keys: int
+    num_written: int
+    num_parameters: int
+    ignored_keys: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        s = self.arch_settings
+        what = 'image encoder (mmpretrain ViTSAM layout)' if self.backbone_only else 'full SAM'
+        lines = [
+            f'source: {self.src} ({self.layout} layout, {self.num_source_keys} tensors)',
+            f'model: {self.arch} ViT encoder: {s["embed_dims"]} wide, {s["num_layers"]} layers, '
+            f'{s["num_heads"]} heads, global attention in layers {s["global_attn_indexes"]}, '
+            f'{self.img_size}px, window {self.window_size}',
+            f'wrote: {self.dst}: {what}, {self.num_written} tensors, '
+            f'{self.num_parameters / 1e6:.2f}M parameters; all source keys used, '
+            'all model keys filled',
+        ]
+        if self.ignored_keys:
+            groups: Dict[str, int] = {}
+            for key in self.ignored_keys:
+                group = key.split('.', 1)[0] + ('.*' if '.' in key else '')
+                groups[group] = groups.get(group, 0) + 1
+            shown = ', '.join(f'{g} ({n} tensors)' if n > 1 else g for g, n in groups.items())
+            lines.append(f'left out on purpose: {shown}')
+        if self.model_name:
+            lines.append(
+                f'load it with: mmsam.get_model({self.model_name!r}, pretrained={self.dst!r})'
+            )
+        return '\n'.join(lines)
+
+
+def _target_state(arch_info: dict, backbone_only: bool) -> Dict[str, torch.Tensor]:
+    """Keys and shapes of the model a converted checkpoint is for (built on ``meta``)."""
+    names = HEADLESS_MODEL_NAMES if backbone_only else FULL_MODEL_NAMES
+    config = Config.fromfile(get_model_info(names['base'])['Config'])
+    config.merge_from_dict({'model': arch_overrides(arch_info, headless=backbone_only)})
+    with torch.device('meta'):
+        model = build_model(config)
+    return model.state_dict()
+
+
+def convert_checkpoint(
+    src: str, dst: str, layout: str = 'auto', backbone_only: bool = False
+) -> ConversionReport:
+    """Convert a SAM checkpoint to an mmsam checkpoint.
+
+    Args:
+        src: the source (``.pth``, ``.pt``, ``.bin``, ``.safetensors``).
+        dst: the ``.pth`` file to write (replaced atomically; its folder is created).
+        layout: ``'auto'`` (read from the keys) or ``'official'``, ``'hf'``,
+            ``'mmpretrain'``, ``'mmsam'`` (then the keys must fit it).
+        backbone_only: write the image encoder alone as ``backbone.*`` in mmpretrain's
+            ``ViTSAM`` layout (what the headless ``vit-*_sam-pre_*`` models load);
+            otherwise the full model (``backbone.*``, ``prompt_encoder.*``,
+            ``mask_decoder.*``).
+
+    Returns:
+        ConversionReport: what was read and written (``report.summary()`` prints well).
+
+    Raises:
+        FileNotFoundError: if ``src`` does not exist.
+        ValueError: if ``src`` is not a readable checkpoint, not SAM, not in ``layout``,
+            or lacks the prompt encoder / mask decoder for a full model.
+        CheckpointMismatchError: if keys are left over or missing, or shapes differ.
+    """
+    source = load_state_dict_file(src)
+    num_source = len(source)
+    try:
+        state, src_layout, ignored = to_mmsam_layout(source, layout)
+    except (KeyMapError, ValueError) as e:
+        raise ValueError(f'checkpoint {src!r}: {e}') from e
+    del source
+    try:
+        arch_info = infer_encoder_arch(state)
+    except ValueError as e:
+        raise ValueError(f'checkpoint {src!r}: {e}') from e
+    if backbone_only:
+        heads = [k for k in state if not k.startswith('backbone.')]
+        ignored = ignored + heads
+        for key in heads:
+            del state[key]
+    elif not any(k.startswith(('prompt_encoder.', 'mask_decoder.')) for k in state):
+        raise ValueError(
+            f'checkpoint {src!r} holds an image encoder only ({src_layout} layout); '
+            'convert it with backbone_only=True (--backbone-only)'
+        )
+    check_state_dict(_target_state(arch_info, backbone_only), state, src, allow_resize=False)
+    model_name = (HEADLESS_MODEL_NAMES if backbone_only else FULL_MODEL_NAMES).get(
+        arch_info['arch']
+    )
+    meta = dict(
+        arch=arch_info['arch'],
+        arch_settings=arch_info['arch_settings'],
+        img_size=arch_info['img_size'],
+        patch_size=arch_info['patch_size'],
+        window_size=arch_info['window_size'],
+        model_type='ImageClassifier' if backbone_only else 'SAM',
+        model_name=model_name,
+        source_layout=src_layout,
+        source_file=osp.basename(src),
+        mmsam_version=__version__,
+    )
+    save_checkpoint(state, dst, meta=meta)
+    return ConversionReport(
+        src=src,
+        dst=dst,
+        layout=src_layout,
+        arch=arch_info['arch'],
+        arch_settings=arch_info['arch_settings'],
+        img_size=arch_info['img_size'],
+        window_size=arch_info['window_size'],
+        backbone_only=backbone_only,
+        model_name=model_name,
+        num_source_keys=num_source,
+        num_written=len(state),
+        num_parameters=sum(v.numel() for v in state.values()),
+        ignored_keys=ignored,
+    )
