@@ -107,7 +107,7 @@ def _pil_to_rgb_uint8(img: Image.Image, name: str) -> np.ndarray:
         raise ImageReadError(f'{name} is empty: {img.width}x{img.height} pixels')
     mode = img.mode
     if mode.startswith('I;16'):
-        array = np.asarray(img).astype(np.uint16)
+        array = np.array(img, dtype=np.uint16)
         return to_rgb_uint8(array, name)
     if mode in ('I', 'F'):
         return to_rgb_uint8(np.asarray(img), name)
@@ -116,7 +116,7 @@ def _pil_to_rgb_uint8(img: Image.Image, name: str) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(img)[..., :3])
     if mode != 'RGB':
         img = img.convert('RGB')
-    return np.ascontiguousarray(np.asarray(img))
+    return np.array(img)  # a writable copy
 
 
 def load_image(path_or_array: PathOrArray) -> np.ndarray:

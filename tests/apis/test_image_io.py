@@ -127,3 +127,7 @@ def test_list_images(tmp_path):
     assert list_images(tmp_path / 'notes.txt') == [str(tmp_path / 'notes.txt')]
     with pytest.raises(FileNotFoundError, match='missing'):
         list_images(tmp_path / 'missing')
+
+
+def test_writable():
+    assert load_image(_rgb()).flags.writeable

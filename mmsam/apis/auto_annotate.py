@@ -1,0 +1,343 @@
+"""Turn a folder of images into a COCO instance-segmentation dataset: mmdet boxes -> SAM masks.
+
+Like Ultralytics' ``auto_annotate`` but with any mmdet detector: the detector finds
+boxes, SAM segments every box (all boxes of an image decoded together on one image
+embedding), and one COCO JSON is written that ``mmdet.datasets.CocoDataset`` loads for
+training (categories are the detector's ``dataset_meta['classes']``).
+
+Resumable: each image's result is kept in ``<output_dir>/.cache/<settings hash>/`` and
+reused by a later run with the same settings; the COCO file is rebuilt from them at the
+end. Images that cannot be read or processed are reported and left out.
+"""
+
+import hashlib
+import json
+import os
+import os.path as osp
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..structures.rle import coco_rle_area, masks_to_coco_rle
+from ..utils.atomic_file import atomic_write_json
+from .batch_runner import BatchReport, run_over_images
+from .image_io import list_images, load_image
+from .predictor import SAMPredictor
+
+DEFAULT_SAM = 'sam_vit-base-p16_3rdparty_sa1b-1024px'
+
+
+@dataclass
+class AnnotateResult(BatchReport):
+    """A :class:`BatchReport` plus where the COCO file is and how much it holds."""
+
+    ann_file: str = ''
+    num_images: int = 0
+    num_annotations: int = 0
+
+
+def resolve_device(device: Optional[Union[str, torch.device]]) -> str:
+    """``''``/``None`` -> ``'cuda'`` when available, else ``'cpu'``; otherwise unchanged."""
+    if device is None or str(device) == '':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    return str(device)
+
+
+def build_detector(
+    det_model: Union[str, torch.nn.Module],
+    det_weights: Optional[str] = None,
+    device: str = 'cpu',
+    cfg_options: Optional[dict] = None,
+) -> torch.nn.Module:
+    """An mmdet detector from a config file, an mmdet model name, or a built model.
+
+    Args:
+        det_model (str | nn.Module): A config ``.py`` path (``mmdet.apis.init_detector``),
+            a model name from mmdet's metafiles (``DetInferencer``'s names, e.g.
+            ``'rtmdet_tiny_8xb32-300e_coco'``; its weights are downloaded unless
+            ``det_weights`` is given), or a detector built by ``init_detector``.
+        det_weights (str, optional): Checkpoint path or URL. Without it a config gives
+            random weights (mmdet warns) and COCO class names.
+        device (str): Device.
+        cfg_options (dict, optional): Config overrides (``merge_from_dict`` keys).
+
+    Returns:
+        nn.Module: The detector in eval mode, with ``cfg`` and ``dataset_meta``.
+    """
+    if isinstance(det_model, torch.nn.Module):
+        for attr in ('cfg', 'dataset_meta'):
+            if getattr(det_model, attr, None) is None:
+                raise ValueError(
+                    f'det_model must be built by mmdet.apis.init_detector (it needs .{attr})'
+                )
+        return det_model.eval()
+    if not isinstance(det_model, (str, os.PathLike)):
+        raise TypeError(
+            f'det_model must be a config path, an mmdet model name or a detector, '
+            f'got {type(det_model).__name__}'
+        )
+    det_model = os.fspath(det_model)
+    if det_model.endswith('.py'):
+        if not osp.isfile(det_model):
+            raise FileNotFoundError(f'detector config not found: {det_model}')
+        from mmdet.apis import init_detector
+
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)
+            model = init_detector(det_model, det_weights, device=device, cfg_options=cfg_options)
+        return model.eval()
+    from mmdet.apis import DetInferencer
+
+    try:
+        inferencer = DetInferencer(
+            model=det_model, weights=det_weights, device=device, show_progress=False
+        )
+    except Exception as err:  # noqa: BLE001  (mmengine raises several kinds for a bad name)
+        raise ValueError(
+            f'cannot build detector {det_model!r}: it is neither a config file nor an mmdet '
+            f'model name that could be loaded ({type(err).__name__}: {err})'
+        ) from err
+    if cfg_options:
+        warnings.warn('cfg_options are ignored for a detector given by model name')
+    return inferencer.model.eval()
+
+
+def _settings_key(**settings: Any) -> str:
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]
+
+
+def _mask_to_polygons(mask: np.ndarray) -> List[List[float]]:
+    """Outer contours of a binary mask as COCO polygons (lists of x, y; >= 3 points)."""
+    import cv2
+
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+
+
+class _Annotator:
+    """Detect, segment and cache the records of one image at a time."""
+
+    def __init__(
+        self, detector, predictor, root, cache_dir, conf, classes, max_det, mask_format, batch
+    ):
+        self.detector = detector
+        self.predictor = predictor
+        self.root = root
+        self.cache_dir = cache_dir
+        self.conf = conf
+        self.classes = None if classes is None else {int(c) for c in classes}
+        self.max_det = max_det
+        self.mask_format = mask_format
+        self.batch = batch
+
+    def relpath(self, path: str) -> str:
+        return osp.relpath(path, self.root).replace(os.sep, '/')
+
+    def cache_path(self, path: str) -> str:
+        return osp.join(self.cache_dir, self.relpath(path) + '.json')
+
+    def is_done(self, path: str) -> bool:
+        return osp.isfile(self.cache_path(path))
+
+    def _detect(self, rgb: np.ndarray):
+        from mmdet.apis import inference_detector
+
+        with torch.no_grad():
+            result = inference_detector(self.detector, np.ascontiguousarray(rgb[..., ::-1]))
+        pred = result.pred_instances
+        boxes = pred.bboxes.detach().cpu().numpy().astype(np.float64).reshape(-1, 4)
+        scores = pred.scores.detach().cpu().numpy().astype(np.float64).reshape(-1)
+        labels = pred.labels.detach().cpu().numpy().astype(np.int64).reshape(-1)
+        keep = scores >= self.conf
+        if self.classes is not None:
+            keep &= np.isin(labels, sorted(self.classes))
+        order = np.argsort(-scores[keep], kind='stable')[: self.max_det]
+        return boxes[keep][order], scores[keep][order], labels[keep][order]
+
+    def _segment(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        height, width = rgb.shape[:2]
+        boxes = boxes.copy()
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+        self.predictor.set_image(rgb)
+        parts = []
+        for start in range(0, len(boxes), self.batch):
+            masks, _, _ = self.predictor.predict(
+                box=boxes[start : start + self.batch], multimask_output=False
+            )
+            parts.append(masks[:, 0])
+        return np.concatenate(parts) if parts else np.zeros((0, height, width), bool)
+
+    def __call__(self, path: str) -> None:
+        from pycocotools import mask as mask_api
+
+        rgb = load_image(path)
+        boxes, scores, labels = self._detect(rgb)
+        masks = self._segment(rgb, boxes) if len(boxes) else np.zeros((0, *rgb.shape[:2]), bool)
+        rles = masks_to_coco_rle(masks)
+        areas = coco_rle_area(rles) if rles else np.zeros(0)
+        anns = []
+        for i, rle in enumerate(rles):
+            if areas[i] <= 0:
+                continue  # SAM found nothing inside this box
+            bbox = mask_api.toBbox({'size': rle['size'], 'counts': rle['counts'].encode()})
+            seg = rle if self.mask_format == 'rle' else _mask_to_polygons(masks[i])
+            anns.append(
+                dict(
+                    label=int(labels[i]),
+                    bbox=[float(v) for v in bbox],
+                    area=float(areas[i]),
+                    score=float(scores[i]),
+                    det_bbox=[float(v) for v in boxes[i]],
+                    segmentation=seg,
+                )
+            )
+        record = dict(
+            file_name=self.relpath(path), height=rgb.shape[0], width=rgb.shape[1], anns=anns
+        )
+        atomic_write_json(record, self.cache_path(path))
+
+
+def _coco_from_records(records: List[dict], class_names: Sequence[str]) -> Dict[str, Any]:
+    images, annotations = [], []
+    for image_id, rec in enumerate(records, start=1):
+        images.append(
+            dict(id=image_id, file_name=rec['file_name'], height=rec['height'], width=rec['width'])
+        )
+        for ann in rec['anns']:
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=ann['label'] + 1,
+                    segmentation=ann['segmentation'],
+                    bbox=ann['bbox'],
+                    area=ann['area'],
+                    iscrowd=0,
+                    score=ann['score'],
+                )
+            )
+    categories = [dict(id=i + 1, name=str(name)) for i, name in enumerate(class_names)]
+    return dict(
+        info=dict(description='mmsam auto_annotate: mmdet detector boxes segmented by SAM'),
+        images=images,
+        annotations=annotations,
+        categories=categories,
+    )
+
+
+def auto_annotate(
+    data: str,
+    det_model: Union[str, torch.nn.Module],
+    sam_model: Union[str, torch.nn.Module, SAMPredictor] = DEFAULT_SAM,
+    device: Union[str, torch.device] = '',
+    output_dir: Optional[str] = None,
+    conf: float = 0.25,
+    max_det: int = 300,
+    classes: Optional[Sequence[int]] = None,
+    det_weights: Optional[str] = None,
+    sam_weights: Union[bool, str] = True,
+    det_cfg_options: Optional[dict] = None,
+    mask_format: str = 'rle',
+    ann_file: str = 'annotations.json',
+    sam_batch: int = 64,
+    progress: bool = True,
+) -> AnnotateResult:
+    """Detect objects with an mmdet detector, segment them with SAM, write a COCO file.
+
+    Args:
+        data (str): An image folder (searched recursively) or one image file.
+        det_model (str | nn.Module): Detector: config path, mmdet model name, or model
+            (see :func:`build_detector`).
+        sam_model (str | nn.Module | SAMPredictor): SAM: an mmsam model name or config
+            (built with :func:`mmsam.apis.get_model`), a SAM model, or a predictor.
+        device (str): ``''`` picks CUDA when available, else CPU.
+        output_dir (str, optional): Where to write; ``<data>_auto_annotate`` next to
+            ``data`` by default.
+        conf (float): Keep detections with at least this score.
+        max_det (int): At most this many detections per image (highest scores).
+        classes (Sequence[int], optional): Keep only these detector class indices.
+        det_weights (str, optional): Detector checkpoint (path or URL).
+        sam_weights (bool | str): ``True`` for the model's published weights, or a path.
+        det_cfg_options (dict, optional): Detector config overrides.
+        mask_format (str): ``'rle'`` (COCO compressed RLE) or ``'polygon'``.
+        ann_file (str): Name of the COCO file in ``output_dir``.
+        sam_batch (int): Boxes decoded together (bounds memory on big images).
+        progress (bool): Show a progress bar.
+
+    Returns:
+        AnnotateResult: ``ann_file`` (its path), counts, and the failed images with
+        their reasons. The COCO file has ``images`` (``file_name`` relative to
+        ``data``), ``annotations`` (``segmentation``, ``bbox`` XYWH of the mask,
+        ``area``, ``score`` of the detection, ``category_id``, ``iscrowd`` 0) and
+        ``categories`` (ids ``1..K`` for the detector's classes).
+    """
+    if mask_format not in ('rle', 'polygon'):
+        raise ValueError(f"mask_format must be 'rle' or 'polygon', got {mask_format!r}")
+    if not 0.0 <= float(conf) <= 1.0:
+        raise ValueError(f'conf must be in [0, 1], got {conf}')
+    data = os.fspath(data)
+    images = list_images(data)
+    root = data if osp.isdir(data) else osp.dirname(osp.abspath(data))
+    if output_dir is None:
+        output_dir = osp.abspath(data).rstrip(os.sep) + '_auto_annotate'
+    device = resolve_device(device)
+    detector = build_detector(det_model, det_weights, device, det_cfg_options)
+    class_names = list(detector.dataset_meta.get('classes') or [])
+    if isinstance(sam_model, SAMPredictor):
+        predictor = sam_model
+    elif isinstance(sam_model, torch.nn.Module):
+        predictor = SAMPredictor(sam_model.to(device))
+    else:
+        from .model_zoo import get_model
+
+        predictor = SAMPredictor(get_model(sam_model, pretrained=sam_weights, device=device))
+    key = _settings_key(
+        det=det_model if isinstance(det_model, str) else repr(det_model.cfg.model),
+        det_weights=det_weights,
+        det_cfg_options=det_cfg_options,
+        sam=sam_model if isinstance(sam_model, str) else type(sam_model).__name__,
+        sam_weights=sam_weights,
+        conf=conf,
+        max_det=max_det,
+        classes=classes,
+        mask_format=mask_format,
+    )
+    annotator = _Annotator(
+        detector,
+        predictor,
+        root,
+        osp.join(output_dir, '.cache', key),
+        float(conf),
+        classes,
+        int(max_det),
+        mask_format,
+        max(int(sam_batch), 1),
+    )
+    report = run_over_images(images, annotator, annotator.is_done, 'annotate', progress)
+    failed = {path for path, _ in report.failed}
+    records = []
+    for path in images:
+        if path in failed:
+            continue
+        with open(annotator.cache_path(path), encoding='utf-8') as f:
+            records.append(json.load(f))
+    num_classes = max([len(class_names)] + [a['label'] + 1 for r in records for a in r['anns']])
+    names = class_names + [f'class_{i}' for i in range(len(class_names), num_classes)]
+    coco = _coco_from_records(records, names)
+    out_file = osp.join(output_dir, ann_file)
+    atomic_write_json(coco, out_file)
+    return AnnotateResult(
+        done=report.done,
+        skipped=report.skipped,
+        failed=report.failed,
+        ann_file=out_file,
+        num_images=len(coco['images']),
+        num_annotations=len(coco['annotations']),
+    )
