@@ -93,6 +93,16 @@ def list_models(pattern: Optional[str] = None) -> List[str]:
     return names
 
 
+def _nearest(name: str, names: List[str], n: int = 3) -> List[str]:
+    """Names containing ``name``, else the most similar ones (``difflib``)."""
+    low = name.lower()
+    containing = [m for m in names if low in m.lower()]
+    if containing:
+        return containing[:n]
+    lowered = {m.lower(): m for m in names}
+    return [lowered[m] for m in difflib.get_close_matches(low, list(lowered), n=n, cutoff=0.3)]
+
+
 def get_model_info(name: str) -> dict:
     """The metafile entry of a model (``Name``, ``Metadata``, ``Weights``, ``Config``, ...).
 
@@ -103,7 +113,7 @@ def get_model_info(name: str) -> dict:
     info = index.get(str(name).lower())
     if info is None:
         names = [i['Name'] for i in index.values()]
-        near = difflib.get_close_matches(str(name), names, n=3, cutoff=0.4)
+        near = _nearest(str(name), names)
         hint = f'; did you mean {", ".join(map(repr, near))}?' if near else ''
         raise ValueError(
             f'unknown model name {name!r}{hint} (mmsam.list_models() lists all '
