@@ -7,23 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def stability_score(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
-    """IoU between the masks thresholded at ``threshold + offset`` and ``threshold - offset``.
-
-    Args:
-        logits (Tensor): ``(..., H, W)`` mask logits.
-        threshold (float): The mask threshold.
-        offset (float): How far the two thresholds lie from it.
-
-    Returns:
-        Tensor: ``(...)`` float32 (1.0 where both masks are empty).
-    """
-    high = (logits > threshold + offset).sum((-1, -2), dtype=torch.int32)
-    low = (logits > threshold - offset).sum((-1, -2), dtype=torch.int32)
-    return high.to(torch.float32) / low.to(torch.float32).clamp(min=1.0) + (low == 0).to(
-        torch.float32
-    )
+from ..structures.amg_utils import calculate_stability_score
 
 
 class SAMOnnxDecoder(nn.Module):
@@ -184,12 +168,16 @@ class SAMOnnxDecoder(nn.Module):
             dense_prompt_embeddings=dense,
         )
         if self.use_stability_score:
-            scores = stability_score(masks, self.mask_threshold, self.stability_score_offset)
+            scores = calculate_stability_score(
+                masks, self.mask_threshold, self.stability_score_offset
+            )
         if self.return_single_mask:
             masks, scores = self.select_single_mask(masks, scores, point_coords.shape[1])
         upscaled = self.upscale_masks(masks, orig_im_size)
         if self.return_extra_metrics:
-            stability = stability_score(upscaled, self.mask_threshold, self.stability_score_offset)
+            stability = calculate_stability_score(
+                upscaled, self.mask_threshold, self.stability_score_offset
+            )
             areas = (upscaled > self.mask_threshold).sum((-1, -2))
             return upscaled, scores, stability, areas, masks
         return upscaled, scores, masks

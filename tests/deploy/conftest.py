@@ -20,12 +20,11 @@ def sam_pair():
 
 @pytest.fixture(scope='session')
 def onnx_files(sam_pair, tmp_path_factory):
-    """Paths of the exported graphs: ``decoder``, ``encoder``, ``quantized``, ``single``."""
+    """Paths of the exported decoder graphs: ``decoder``, ``quantized``, ``single``."""
     model = sam_pair[1]
     folder = tmp_path_factory.mktemp('onnx')
     files = dict(
         decoder=export_decoder(model, folder / 'decoder.onnx'),
-        encoder=export_encoder(model, folder / 'encoder.onnx'),
         single=export_decoder(
             model,
             folder / 'decoder_single.onnx',
@@ -36,6 +35,12 @@ def onnx_files(sam_pair, tmp_path_factory):
     )
     files['quantized'] = quantize_dynamic_uint8(files['decoder'], folder / 'decoder_q.onnx')
     return files
+
+
+@pytest.fixture(scope='session')
+def encoder_file(sam_pair, tmp_path_factory):
+    """Path of the exported image encoder graph."""
+    return export_encoder(sam_pair[1], tmp_path_factory.mktemp('onnx') / 'encoder.onnx')
 
 
 @pytest.fixture(scope='session')

@@ -24,10 +24,12 @@ def assert_same_masks(onnx_logits: np.ndarray, torch_logits: np.ndarray, thresho
 
 @pytest.fixture(scope='module')
 def predictors(sam_pair, onnx_files, image):
+    """The ONNX decoder and mmsam's predictor on the same (PyTorch) image embedding."""
     ours = SAMPredictor(sam_pair[1])
     ours.set_image(image)
-    onnx = ONNXPredictor(onnx_files['decoder'], onnx_files['encoder'])
-    onnx.set_image(image)
+    onnx = ONNXPredictor(onnx_files['decoder'])
+    onnx.set_image_embedding(ours.get_image_embedding().numpy(), image.shape[:2])
+    assert onnx.input_size == ours.input_size == (175, 256)
     return onnx, ours
 
 
@@ -69,24 +71,30 @@ def test_predict_matches_pytorch(predictors, prompt, multimask):
     assert np.array_equal(masks, got[0] > threshold)
 
 
-def test_embedding_matches_pytorch(predictors):
-    onnx, ours = predictors
+def test_set_image_matches_pytorch(predictors, onnx_files, encoder_file, image):
+    """Preprocessing in numpy + the encoder graph against SAMPredictor.set_image."""
+    onnx = ONNXPredictor(onnx_files['decoder'], encoder_file)
+    onnx.set_image(image)
+    ours = predictors[1]
     got, want = onnx.get_image_embedding(), ours.get_image_embedding().numpy()
     assert got.shape == want.shape == (1, 256, 16, 16)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert onnx.input_size == ours.input_size == (175, 256)
+    kwargs = PROMPTS['box + points']
+    masks, scores, _ = onnx.predict(**kwargs, return_logits=True)
+    assert_same_masks(masks, ours.predict(**kwargs, return_logits=True)[0], 0.0)
 
 
-def test_encoder_graph_matches_backbone(sam_pair, onnx_files):
+def test_encoder_graph_matches_backbone(sam_pair, encoder_file):
     model = sam_pair[1]
     x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(3))
     want = SAMOnnxEncoder(model)(x).numpy()
-    (got,) = CheckedSession(onnx_files['encoder']).run({'x': x.numpy()}).values()
+    (got,) = CheckedSession(encoder_file).run({'x': x.numpy()}).values()
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
-def test_preprocess_matches_data_preprocessor(sam_pair, onnx_files, image):
-    onnx = ONNXPredictor(onnx_files['decoder'], onnx_files['encoder'])
+def test_preprocess_matches_data_preprocessor(sam_pair, onnx_files, encoder_file, image):
+    onnx = ONNXPredictor(onnx_files['decoder'], encoder_file)
     got, input_size = onnx.preprocess(image)
     chw = torch.from_numpy(image).permute(2, 0, 1)
     want, want_size = sam_pair[1].data_preprocessor.preprocess_image(chw)
@@ -140,9 +148,8 @@ def test_single_mask_options_match_official(sam_pair, onnx_files, num_points):
     assert np.abs(got['areas'] - want[3]).max() <= near
 
 
-def test_quantized_decoder_agrees_with_fp32(onnx_files, image):
-    fp32 = ONNXPredictor(onnx_files['decoder'], onnx_files['encoder'])
-    fp32.set_image(image)
+def test_quantized_decoder_agrees_with_fp32(predictors, onnx_files, image):
+    fp32 = predictors[0]
     quant = ONNXPredictor(onnx_files['quantized'])
     quant.set_image_embedding(fp32.get_image_embedding(), image.shape[:2])
     rng = np.random.default_rng(0)
