@@ -4,10 +4,15 @@ from .convert import ConversionReport, convert_checkpoint
 from .mask_generator import AutomaticMaskGenerator
 from .model_zoo import get_model, list_models
 from .predictor import SAMPredictor
+from .sa1b import decode_sa1b_masks, read_sa1b, records_to_sa1b, write_sa1b
 
 __all__ = [
     'SAMPredictor',
     'AutomaticMaskGenerator',
+    'write_sa1b',
+    'read_sa1b',
+    'records_to_sa1b',
+    'decode_sa1b_masks',
     'get_model',
     'list_models',
     'convert_checkpoint',
