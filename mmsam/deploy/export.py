@@ -68,18 +68,25 @@ def _onnx_export(
             warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
             warnings.filterwarnings('ignore', category=UserWarning)
             warnings.filterwarnings('ignore', category=DeprecationWarning)
-            torch.onnx.export(
-                module,
-                inputs,
-                traced,
-                dynamo=False,  # the TorchScript exporter: no onnxscript needed
-                export_params=True,
-                opset_version=opset,
-                do_constant_folding=True,
-                input_names=list(input_names),
-                output_names=list(output_names),
-                dynamic_axes=dynamic_axes,
-            )
+            try:
+                torch.onnx.export(
+                    module,
+                    inputs,
+                    traced,
+                    dynamo=False,  # the TorchScript exporter: no onnxscript needed
+                    export_params=True,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    input_names=list(input_names),
+                    output_names=list(output_names),
+                    dynamic_axes=dynamic_axes,
+                )
+            except Exception as exc:  # the exporter raises many types; keep the cause
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+                raise RuntimeError(
+                    f'torch.onnx.export could not export {type(module).__name__} to '
+                    f'{output} (opset {opset}): {type(exc).__name__}: {first_line}'
+                ) from exc
         proto = onnx.load(traced)
         for key, value in meta.encode_metadata(props).items():
             entry = proto.metadata_props.add()

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
                 SAMOnnxEncoder(model), args.encoder_output, (dummy,), (ENCODER_INPUT_NAME,)
             )
             _report('encoder', args.encoder_output, diffs)
-    except (FileNotFoundError, ImportError, ValueError) as exc:
+    except (FileNotFoundError, ImportError, ValueError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     return 0
