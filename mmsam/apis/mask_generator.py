@@ -23,6 +23,7 @@ from ..structures.amg_utils import (
     uncrop_boxes_xyxy,
     uncrop_masks,
     uncrop_points,
+    upscale_mask_logits,
 )
 from ..structures.rle import (
     mask_to_rle,
@@ -350,7 +351,9 @@ class AutomaticMaskGenerator:
         low = torch.empty_like(high)
         for s in range(0, len(low_res), self.upscale_chunk):
             part = slice(s, s + self.upscale_chunk)
-            logits = self.model.postprocess_masks(low_res[part, None], input_size, crop_size)[:, 0]
+            logits = upscale_mask_logits(
+                low_res[part, None], self.predictor.image_size, input_size, crop_size
+            )[:, 0]
             high[part], low[part] = stability_counts(logits, threshold, self.stability_score_offset)
             torch.gt(logits, threshold, out=masks[part])
         stability = high.to(torch.int32) / low.to(torch.int32)

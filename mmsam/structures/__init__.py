@@ -13,6 +13,7 @@ from .amg_utils import (
     uncrop_boxes_xyxy,
     uncrop_masks,
     uncrop_points,
+    upscale_mask_logits,
 )
 from .rle import (
     coco_rle_area,
@@ -44,6 +45,7 @@ __all__ = [
     'uncrop_boxes_xyxy',
     'uncrop_masks',
     'uncrop_points',
+    'upscale_mask_logits',
     'coco_rle_area',
     'coco_rle_to_mask',
     'mask_to_rle',

@@ -11,6 +11,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def build_point_grid(n_per_side: int) -> np.ndarray:
@@ -151,7 +152,7 @@ def uncrop_masks(
     if (x0, y0, x1, y1) == (0, 0, orig_w, orig_h):
         return masks
     pad = (x0, orig_w - x1, y0, orig_h - y1)
-    return torch.nn.functional.pad(masks, pad, value=0)
+    return F.pad(masks, pad, value=0)
 
 
 def is_box_near_crop_edge(
@@ -208,3 +209,59 @@ def remove_small_regions(
         if len(fill) == 0:
             fill = np.array([int(np.argmax(sizes)) + 1])
     return np.isin(regions, fill), True
+
+
+def upscale_mask_logits(
+    low_res: torch.Tensor,
+    image_size: int,
+    input_size: Sequence[int],
+    original_size: Sequence[int],
+) -> torch.Tensor:
+    """``SAM.postprocess_masks`` with the same numbers and less work.
+
+    The official post-processing upsamples ``(4E, 4E)`` logits bilinearly to the padded
+    input ``(S, S)``, crops the resized image ``(h, w)`` and resizes that to ``(H, W)``.
+    Here only the low-resolution rows/columns that reach the crop are upsampled (with
+    the same scale factor, so every output pixel is computed from the same inputs and
+    weights), and the last resize is skipped when ``(h, w) == (H, W)`` (it is then the
+    identity).
+
+    Args:
+        low_res (Tensor): ``(N, C, L, L)`` logits (``L = S / 4`` for SAM).
+        image_size (int): ``S``.
+        input_size (tuple[int, int]): ``(h, w)``.
+        original_size (tuple[int, int]): ``(H, W)``.
+
+    Returns:
+        Tensor: ``(N, C, H, W)`` logits.
+    """
+    h, w = int(input_size[0]), int(input_size[1])
+    out_h, out_w = int(original_size[0]), int(original_size[1])
+    low = low_res.shape[-1]
+    if low_res.shape[-2] != low or image_size % low:
+        return _reference_upscale(low_res, image_size, (h, w), (out_h, out_w))
+    factor = image_size // low
+
+    def needed(length: int) -> int:
+        # last source index used by output pixel ``length - 1``, plus its neighbour
+        last = max(math.floor((length - 0.5) / factor - 0.5), 0)
+        return min(low, last + 2)
+
+    src = low_res[..., : needed(h), : needed(w)]
+    masks = F.interpolate(
+        src,
+        scale_factor=(float(factor), float(factor)),
+        mode='bilinear',
+        align_corners=False,
+        recompute_scale_factor=False,
+    )[..., :h, :w]
+    if (h, w) == (out_h, out_w):
+        return masks
+    return F.interpolate(masks, (out_h, out_w), mode='bilinear', align_corners=False)
+
+
+def _reference_upscale(low_res, image_size, input_size, original_size) -> torch.Tensor:
+    masks = F.interpolate(low_res, (image_size, image_size), mode='bilinear', align_corners=False)[
+        ..., : input_size[0], : input_size[1]
+    ]
+    return F.interpolate(masks, original_size, mode='bilinear', align_corners=False)

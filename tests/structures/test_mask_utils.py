@@ -155,3 +155,22 @@ def test_remove_small_regions_matches_official(mode, area):
         np.testing.assert_array_equal(ours, ref)
     with pytest.raises(ValueError, match='holes'):
         remove_small_regions(mask, 10, 'blobs')
+
+
+@pytest.mark.parametrize('image_size', [256, 1024])
+@pytest.mark.parametrize('hw', [(768, 1024), (1024, 768), (120, 200), (300, 90), (1500, 2000)])
+def test_upscale_mask_logits_equals_official_postprocess(image_size, hw):
+    from types import SimpleNamespace
+
+    from segment_anything.modeling import Sam
+
+    from mmsam.structures import get_preprocess_shape, upscale_mask_logits
+
+    fake_sam = SimpleNamespace(image_encoder=SimpleNamespace(img_size=image_size))
+    gen = torch.Generator().manual_seed(hw[0])
+    low = torch.randn((2, 3, image_size // 4, image_size // 4), generator=gen) * 5
+    input_size = get_preprocess_shape(*hw, image_size)
+    ref = Sam.postprocess_masks(fake_sam, low, input_size, hw)
+    ours = upscale_mask_logits(low, image_size, input_size, hw)
+    assert ours.shape == (2, 3, *hw)
+    assert torch.equal(ours, ref)  # bit for bit
