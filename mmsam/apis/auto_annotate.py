@@ -46,6 +46,18 @@ def resolve_device(device: Optional[Union[str, torch.device]]) -> str:
     return str(device)
 
 
+def detector_scope():
+    """Run mmdet code under mmdet's default scope without leaving it set globally.
+
+    ``init_detector`` and ``DetInferencer`` set mmengine's global default scope, which
+    then changes how later configs are built; inside this context that change is undone
+    on exit.
+    """
+    from mmengine.registry import DefaultScope
+
+    return DefaultScope.overwrite_default_scope('mmdet')
+
+
 def build_detector(
     det_model: Union[str, torch.nn.Module],
     det_weights: Optional[str] = None,
@@ -85,16 +97,17 @@ def build_detector(
             raise FileNotFoundError(f'detector config not found: {det_model}')
         from mmdet.apis import init_detector
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), detector_scope():
             warnings.simplefilter('ignore', UserWarning)
             model = init_detector(det_model, det_weights, device=device, cfg_options=cfg_options)
         return model.eval()
     from mmdet.apis import DetInferencer
 
     try:
-        inferencer = DetInferencer(
-            model=det_model, weights=det_weights, device=device, show_progress=False
-        )
+        with detector_scope():
+            inferencer = DetInferencer(
+                model=det_model, weights=det_weights, device=device, show_progress=False
+            )
     except Exception as err:  # noqa: BLE001  (mmengine raises several kinds for a bad name)
         raise ValueError(
             f'cannot build detector {det_model!r}: it is neither a config file nor an mmdet '
@@ -148,7 +161,7 @@ class _Annotator:
     def _detect(self, rgb: np.ndarray):
         from mmdet.apis import inference_detector
 
-        with torch.no_grad():
+        with torch.no_grad(), detector_scope():
             result = inference_detector(self.detector, np.ascontiguousarray(rgb[..., ::-1]))
         pred = result.pred_instances
         boxes = pred.bboxes.detach().cpu().numpy().astype(np.float64).reshape(-1, 4)
@@ -288,8 +301,6 @@ def auto_annotate(
     if output_dir is None:
         output_dir = osp.abspath(data).rstrip(os.sep) + '_auto_annotate'
     device = resolve_device(device)
-    detector = build_detector(det_model, det_weights, device, det_cfg_options)
-    class_names = list(detector.dataset_meta.get('classes') or [])
     if isinstance(sam_model, SAMPredictor):
         predictor = sam_model
     elif isinstance(sam_model, torch.nn.Module):
@@ -298,6 +309,8 @@ def auto_annotate(
         from .model_zoo import get_model
 
         predictor = SAMPredictor(get_model(sam_model, pretrained=sam_weights, device=device))
+    detector = build_detector(det_model, det_weights, device, det_cfg_options)
+    class_names = list(detector.dataset_meta.get('classes') or [])
     key = _settings_key(
         det=det_model if isinstance(det_model, str) else repr(det_model.cfg.model),
         det_weights=det_weights,

@@ -1,0 +1,188 @@
+"""Prompted segmentation of one image file: parse prompts, predict, write overlay and masks.
+
+What ``mmsam segment`` and ``demo/image_demo.py`` run.
+
+Prompts:
+
+* points only: all points together are one prompt (one object);
+* one box (with or without points): one prompt;
+* ``N > 1`` boxes: ``N`` prompts decoded together, the points (if any) added to each.
+
+A prompt that is a single point is ambiguous; SAM then predicts three masks and the one
+with the highest predicted IoU is kept (``multimask=True`` keeps all three).
+"""
+
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..utils.atomic_file import atomic_write, atomic_write_json
+from ..visualization import overlay, save_mask_png, save_png
+from .image_io import load_image
+from .predictor import SAMPredictor
+
+
+def parse_point(text: str) -> Tuple[float, float, int]:
+    """Parse ``'x,y'`` or ``'x,y:label'`` (label 1 foreground, 0 background).
+
+    Returns:
+        tuple[float, float, int]: ``(x, y, label)``; the label defaults to 1.
+    """
+    coords, _, label = str(text).partition(':')
+    try:
+        x, y = (float(v) for v in coords.split(','))
+        lab = int(label) if label else 1
+    except ValueError as err:
+        raise ValueError(
+            f'bad point {text!r}: expected x,y or x,y:label with label 1 (foreground) '
+            'or 0 (background), e.g. 120,80 or 120,80:0'
+        ) from err
+    if lab not in (0, 1):
+        raise ValueError(f'bad point {text!r}: the label must be 1 (foreground) or 0 (background)')
+    return x, y, lab
+
+
+def parse_box(text: str) -> List[float]:
+    """Parse ``'x1,y1,x2,y2'`` (pixels, ``x2 >= x1``, ``y2 >= y1``)."""
+    try:
+        box = [float(v) for v in str(text).split(',')]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise ValueError(f'bad box {text!r}: expected x1,y1,x2,y2, e.g. 10,20,200,180')
+    if box[2] < box[0] or box[3] < box[1]:
+        raise ValueError(f'bad box {text!r}: need x2 >= x1 and y2 >= y1')
+    return box
+
+
+def _check_inside(what: str, coords: np.ndarray, height: int, width: int) -> None:
+    xs, ys = coords[..., 0], coords[..., 1]
+    bad = (xs < 0) | (xs > width) | (ys < 0) | (ys > height)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise ValueError(
+            f'{what} {coords.reshape(-1, 2)[i].tolist()} is outside the image '
+            f'({width} wide, {height} high)'
+        )
+
+
+def predict_prompts(
+    predictor: SAMPredictor,
+    points: Optional[np.ndarray] = None,
+    labels: Optional[np.ndarray] = None,
+    boxes: Optional[np.ndarray] = None,
+    multimask: bool = False,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Masks for the prompts on the image set in ``predictor`` (see the module docstring).
+
+    Args:
+        predictor (SAMPredictor): With an image set.
+        points (np.ndarray, optional): ``(P, 2)`` ``(x, y)`` pixels.
+        labels (np.ndarray, optional): ``(P,)`` 1 foreground / 0 background.
+        boxes (np.ndarray, optional): ``(N, 4)`` XYXY pixels.
+        multimask (bool): Keep the three candidate masks of every prompt.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: masks ``(M, H, W)`` bool and scores ``(M,)``:
+        one per prompt, or three per prompt with ``multimask``.
+    """
+    has_points = points is not None and len(points) > 0
+    has_boxes = boxes is not None and len(boxes) > 0
+    if not (has_points or has_boxes):
+        raise ValueError('give at least one point or box prompt')
+    height, width = predictor.original_size
+    kwargs = {}
+    if has_points:
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        labels = np.ones(len(points)) if labels is None else np.asarray(labels).reshape(-1)
+        _check_inside('point', points, height, width)
+        kwargs.update(point_coords=points, point_labels=labels)
+    if has_boxes:
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        _check_inside('box corner', boxes.reshape(-1, 2, 2), height, width)
+        if len(boxes) > 1:
+            n = len(boxes)
+            kwargs['box'] = boxes
+            if has_points:
+                kwargs['point_coords'] = np.repeat(points[None], n, axis=0)
+                kwargs['point_labels'] = np.repeat(labels[None], n, axis=0)
+        else:
+            kwargs['box'] = boxes[0]
+    ambiguous = has_points and not has_boxes and len(points) == 1
+    masks, scores, _ = predictor.predict(multimask_output=multimask or ambiguous, **kwargs)
+    if masks.ndim == 3:  # one prompt: (C, H, W) -> (1, C, H, W)
+        masks, scores = masks[None], scores[None]
+    if not multimask:
+        best = scores.argmax(axis=1)
+        rows = np.arange(len(best))
+        masks, scores = masks[rows, best][:, None], scores[rows, best][:, None]
+    return masks.reshape(-1, height, width), scores.reshape(-1)
+
+
+def segment_image_file(
+    predictor: SAMPredictor,
+    image_path: str,
+    out_dir: str,
+    points: Sequence[str] = (),
+    boxes: Sequence[str] = (),
+    multimask: bool = False,
+    save_masks: str = 'both',
+) -> Dict[str, object]:
+    """Segment one image file from text prompts and write the results.
+
+    Writes ``<stem>_overlay.png`` (masks, points, boxes drawn), and, by ``save_masks``,
+    ``<stem>_mask_<i>.png`` (0/255) and/or ``<stem>_masks.npy`` (``(M, H, W)`` bool),
+    plus ``<stem>_masks.json`` (prompts and scores). Every file is written whole.
+
+    Args:
+        predictor (SAMPredictor): Around the model to use.
+        image_path (str): The image file (see :func:`mmsam.apis.image_io.load_image`).
+        out_dir (str): Output folder (created).
+        points (Sequence[str]): ``'x,y[:label]'`` strings (see :func:`parse_point`).
+        boxes (Sequence[str]): ``'x1,y1,x2,y2'`` strings.
+        multimask (bool): Keep three candidate masks per prompt.
+        save_masks (str): ``'png'``, ``'npy'``, ``'both'`` or ``'none'``.
+
+    Returns:
+        dict: ``overlay`` (path), ``masks`` (paths), ``scores`` (list of float).
+    """
+    if save_masks not in ('png', 'npy', 'both', 'none'):
+        raise ValueError(f"save_masks must be 'png', 'npy', 'both' or 'none', got {save_masks!r}")
+    parsed = [parse_point(p) for p in points]
+    box_array = np.array([parse_box(b) for b in boxes], dtype=np.float64).reshape(-1, 4)
+    point_array = np.array([p[:2] for p in parsed], dtype=np.float64).reshape(-1, 2)
+    labels = np.array([p[2] for p in parsed], dtype=np.int64)
+    if not parsed and not len(box_array):
+        raise ValueError('give at least one --points x,y[:label] or --boxes x1,y1,x2,y2 prompt')
+    image = load_image(image_path)
+    predictor.set_image(image)
+    masks, scores = predict_prompts(predictor, point_array, labels, box_array, multimask)
+    stem = osp.join(out_dir, osp.splitext(osp.basename(image_path))[0])
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    if save_masks in ('png', 'both'):
+        for i, mask in enumerate(masks):
+            written.append(save_mask_png(f'{stem}_mask_{i}.png', mask))
+    if save_masks in ('npy', 'both'):
+        with atomic_write(f'{stem}_masks.npy') as f:
+            np.save(f, masks)
+        written.append(f'{stem}_masks.npy')
+    atomic_write_json(
+        dict(
+            image=image_path,
+            points=point_array.tolist(),
+            point_labels=labels.tolist(),
+            boxes=box_array.tolist(),
+            scores=[float(s) for s in scores],
+            areas=[int(m.sum()) for m in masks],
+        ),
+        f'{stem}_masks.json',
+    )
+    drawn = overlay(image, masks, points=point_array, point_labels=labels, boxes=box_array)
+    overlay_path = save_png(f'{stem}_overlay.png', drawn)
+    return dict(overlay=overlay_path, masks=written, scores=[float(s) for s in scores])
+
+
+__all__ = ['parse_point', 'parse_box', 'predict_prompts', 'segment_image_file']
