@@ -1,5 +1,5 @@
 # mmsam: the two commands a newcomer needs.
-#   make demo   set up everything (idempotent) and run the main job
+#   make demo   set up everything (idempotent), then segment demo/demo.jpg with SAM ViT-B
 #   make test   set up everything (idempotent) and run the test suite
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
@@ -11,7 +11,7 @@ setup:
 	bash tools/setup_env.sh
 
 demo: setup
-	$(PY) tools/misc/print_env.py
+	$(PY) demo/image_demo.py demo/demo.jpg --points 260,170 --out-dir outputs/demo
 
 test: setup
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)

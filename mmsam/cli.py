@@ -253,7 +253,10 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
         parser.print_usage(sys.stderr)
         print(f'{name}: error: {err}', file=sys.stderr)
         return 2
-    except (OSError, ValueError, CheckpointDownloadError) as err:
+    except CheckpointDownloadError as err:
+        print(f'{name}: error: {err} (here: --weights /path/to/the/file.pth)', file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as err:
         # missing files, unreadable images, weights that cannot be downloaded or do
         # not fit the model: one clear line rather than a traceback
         print(f'{name}: error: {err}', file=sys.stderr)
