@@ -1,6 +1,8 @@
 """User-facing APIs: interactive prediction, automatic mask generation, SA-1B files."""
 
+from .auto_annotate import auto_annotate
 from .convert import ConversionReport, convert_checkpoint
+from .image_io import ImageReadError, load_image
 from .mask_generator import AutomaticMaskGenerator
 from .model_zoo import get_model, list_models
 from .predictor import SAMPredictor
@@ -17,4 +19,7 @@ __all__ = [
     'list_models',
     'convert_checkpoint',
     'ConversionReport',
+    'auto_annotate',
+    'load_image',
+    'ImageReadError',
 ]
