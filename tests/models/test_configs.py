@@ -35,6 +35,19 @@ def test_full_model_configs_build(size):
     assert n_prompt == 6_220
 
 
+@pytest.mark.parametrize('scope', [None, 'mmdet'])
+def test_full_model_builds_with_or_without_mmdet_default_scope(scope):
+    """The runner sets ``default_scope='mmdet'``; the mmpretrain encoder must still build."""
+    from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
+
+    cfg = Config.fromfile(str(CONFIGS / 'sam_vit-base-p16_3rdparty_sa1b-1024px.py'))
+    with DefaultScope.overwrite_default_scope(scope):
+        model = _build_on_meta(cfg.model, MODELS)
+    assert type(model.backbone).__name__ == 'SAMImageEncoder'
+    assert type(model.data_preprocessor).__name__ == 'SAMDataPreprocessor'
+
+
 @pytest.mark.parametrize('size', ['base', 'large', 'huge'])
 def test_headless_configs_build_mmpretrain_models(size):
     from mmpretrain.registry import MODELS

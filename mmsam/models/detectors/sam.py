@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
+from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
@@ -96,14 +97,20 @@ class SAM(BaseDetector):
 
     @staticmethod
     def _build_backbone(cfg: dict) -> torch.nn.Module:
+        """Build the image encoder from mmpretrain's registry (or mmdet's).
+
+        mmengine switches a build to the registry of the current default scope,
+        which the runner sets to ``mmdet``; the mmpretrain build therefore runs
+        with the default scope overridden to ``mmpretrain``.
+        """
         cfg = dict(cfg)
         type_name = cfg.get('type', '')
         if isinstance(type_name, str) and type_name.startswith('mmpretrain.'):
             cfg['type'] = type_name[len('mmpretrain.') :]
+        elif not (isinstance(type_name, str) and type_name in PRETRAIN_MODELS):
+            return MODELS.build(cfg)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
             return PRETRAIN_MODELS.build(cfg)
-        if isinstance(type_name, str) and type_name in PRETRAIN_MODELS:
-            return PRETRAIN_MODELS.build(cfg)
-        return MODELS.build(cfg)
 
     @staticmethod
     def _map_official_keys(state_dict: dict, prefix: str, *args, **kwargs) -> None:
