@@ -303,15 +303,8 @@ class AutomaticMaskGenerator:
         if self.pred_iou_thresh > 0.0:
             keep = (iou_preds > self.pred_iou_thresh).nonzero()[:, 0]
             low_res, iou_preds, point_t = low_res[keep], iou_preds[keep], point_t[keep]
-        masks, stability = self._upscale_and_score(low_res, predictor.input_size, crop_size)
-        if self.stability_score_thresh > 0.0:
-            keep = (stability >= self.stability_score_thresh).nonzero()[:, 0]
-            masks, iou_preds, point_t, stability = (
-                masks[keep],
-                iou_preds[keep],
-                point_t[keep],
-                stability[keep],
-            )
+        masks, stability, keep = self._upscale_and_score(low_res, predictor.input_size, crop_size)
+        iou_preds, point_t = iou_preds[keep], point_t[keep]
         boxes = batched_mask_to_box(masks)
         orig_h, orig_w = orig_size
         near_edge = is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
@@ -334,30 +327,47 @@ class AutomaticMaskGenerator:
         low_res: torch.Tensor,
         input_size: Tuple[int, int],
         crop_size: Tuple[int, int],
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Full-size boolean masks and stability scores, a chunk of logits at a time.
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Full-size masks passing the stability filter, a chunk of logits at a time.
+
+        Only one chunk of full-size float logits exists at a time; masks failing the
+        stability threshold are dropped chunk by chunk.
 
         Args:
             low_res (Tensor): ``(K, 4E, 4E)`` low-resolution logits.
+            input_size (tuple[int, int]): ``(h, w)`` of the resized crop.
+            crop_size (tuple[int, int]): ``(H, W)`` of the crop.
 
         Returns:
-            tuple[Tensor, Tensor]: masks ``(K, h, w)`` bool (crop size) and stability
-            scores ``(K,)`` float32.
+            tuple[Tensor, Tensor, Tensor]: masks ``(M, H, W)`` bool, their stability
+            scores ``(M,)`` float32 and their indices ``(M,)`` into ``low_res``.
         """
         threshold = self.model.mask_threshold
-        h, w = int(crop_size[0]), int(crop_size[1])
-        masks = torch.empty((len(low_res), h, w), dtype=torch.bool, device=low_res.device)
-        high = torch.empty(len(low_res), dtype=torch.int64, device=low_res.device)
-        low = torch.empty_like(high)
+        offset = self.stability_score_offset
+        filter_stability = self.stability_score_thresh > 0.0
+        masks, scores, kept = [], [], []
         for s in range(0, len(low_res), self.upscale_chunk):
-            part = slice(s, s + self.upscale_chunk)
             logits = upscale_mask_logits(
-                low_res[part, None], self.predictor.image_size, input_size, crop_size
+                low_res[s : s + self.upscale_chunk, None],
+                self.predictor.image_size,
+                input_size,
+                crop_size,
             )[:, 0]
-            high[part], low[part] = stability_counts(logits, threshold, self.stability_score_offset)
-            torch.gt(logits, threshold, out=masks[part])
-        stability = high.to(torch.int32) / low.to(torch.int32)
-        return masks, stability
+            high, low = stability_counts(logits, threshold, offset)
+            stability = high.to(torch.int32) / low.to(torch.int32)
+            index = torch.arange(s, s + len(logits), device=low_res.device)
+            if filter_stability:
+                passed = (stability >= self.stability_score_thresh).nonzero()[:, 0]
+                logits, stability, index = logits[passed], stability[passed], index[passed]
+            masks.append(logits > threshold)
+            scores.append(stability)
+            kept.append(index)
+        if not masks:
+            h, w = int(crop_size[0]), int(crop_size[1])
+            empty = torch.zeros((0, h, w), dtype=torch.bool, device=low_res.device)
+            none = torch.zeros(0, dtype=torch.int64, device=low_res.device)
+            return empty, torch.zeros(0, device=low_res.device), none
+        return torch.cat(masks), torch.cat(scores), torch.cat(kept)
 
     def _remove_small_regions(self, data: _MaskSet) -> _MaskSet:
         """Fill small holes and remove small islands, then NMS preferring unchanged masks."""
