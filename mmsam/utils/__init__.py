@@ -1,14 +1,26 @@
-"""Utilities: checkpoint key maps, environment info."""
+"""Utilities: checkpoint key maps and I/O, atomic file writes, environment info."""
 
-from .checkpoint_io import atomic_torch_save, load_state_dict_file, save_checkpoint
+from .atomic_file import atomic_write, atomic_write_json
+from .checkpoint_io import (
+    CheckpointMismatchError,
+    atomic_torch_save,
+    check_state_dict,
+    load_checkpoint_file,
+    load_state_dict_file,
+    save_checkpoint,
+)
 from .checkpoint_keys import (
+    convert_hf_to_mmsam,
     convert_mmsam_to_official,
     convert_official_encoder_to_vitsam,
     convert_official_to_mmsam,
+    detect_layout,
+    infer_encoder_arch,
     is_mmsam_layout,
     is_official_layout,
     mmsam_key_to_official,
     official_key_to_mmsam,
+    to_mmsam_layout,
 )
 from .collect_env import collect_env
 
@@ -24,4 +36,13 @@ __all__ = [
     'save_checkpoint',
     'load_state_dict_file',
     'atomic_torch_save',
+    'atomic_write',
+    'atomic_write_json',
+    'load_checkpoint_file',
+    'check_state_dict',
+    'CheckpointMismatchError',
+    'convert_hf_to_mmsam',
+    'detect_layout',
+    'infer_encoder_arch',
+    'to_mmsam_layout',
 ]

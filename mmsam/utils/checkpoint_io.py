@@ -9,11 +9,12 @@ destination only after it has been flushed to disk.
 """
 
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
+
+from .atomic_file import atomic_write
 
 _PLAIN_TYPES = (str, int, float, bool, type(None))
 
@@ -49,20 +50,8 @@ def atomic_torch_save(obj: Any, path: str) -> None:
         obj: what to save.
         path: the destination; its folder is created if missing.
     """
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, 'wb') as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(
