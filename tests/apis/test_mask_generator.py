@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from smooth_images import smooth_image  # tests/apis is on sys.path (pytest rootdir-less import)
 
 from mmsam.apis import AutomaticMaskGenerator, SAMPredictor
 from mmsam.structures import coco_rle_to_mask, rle_to_mask
@@ -23,15 +24,6 @@ segment_anything = pytest.importorskip('segment_anything')
 from segment_anything import SamAutomaticMaskGenerator  # noqa: E402
 
 IMG_SIZE = 256
-
-
-def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, size=(max(h // 16, 2), max(w // 16, 2), 3)).astype(np.float32)
-    t = torch.from_numpy(small).permute(2, 0, 1)[None]
-    big = torch.nn.functional.interpolate(t, size=(h, w), mode='bilinear', align_corners=False)
-    img = big[0].permute(1, 2, 0).numpy() + rng.normal(0, 8, size=(h, w, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 class BlobPromptEncoder(nn.Module):
