@@ -28,7 +28,7 @@ def config_and_checkpoint(sam_pair, tmp_path_factory):
     """A config file of the tiny 256 px SAM and a checkpoint of its random weights."""
     folder = tmp_path_factory.mktemp('tool')
     config = folder / 'sam_tiny_256.py'
-    config.write_text(f'model = {sam_model_cfg("tiny", img_size=256, window_size=4)!r}\n')
+    config.write_text(f'model = {sam_model_cfg("tiny", img_size=256, window_size=5)!r}\n')
     checkpoint = folder / 'sam_tiny_256.pth'
     save_checkpoint(sam_pair[1].state_dict(), str(checkpoint))
     return str(config), str(checkpoint)
