@@ -5,12 +5,15 @@ prompt encoder, mask decoder, data preprocessor and assembled ``SAM`` model in
 ``mmdet.registry.MODELS``.
 """
 
-from ._compat import check_environment
+from ._compat import check_environment, torch_installed
 from .version import __version__, version_info
 
-check_environment()
-
-from . import models  # noqa: E402,F401  (registers the modules)
+# A torch-free install only serves ONNX graphs (mmsam.deploy.ONNXPredictor); with torch
+# installed, a broken torch still fails loudly here.
+HAS_TORCH = torch_installed()
+if HAS_TORCH:
+    check_environment()
+    from . import models  # noqa: E402,F401  (registers the modules)
 
 __all__ = ['__version__', 'version_info', 'models', 'get_model', 'list_models']
 

@@ -29,3 +29,18 @@ def check_environment() -> None:
             'Run `bash tools/setup_env.sh` (it builds mmcv 2.1.0 with ops) or install a '
             'full mmcv build for your torch.'
         ) from exc
+
+
+def torch_installed() -> bool:
+    """Whether torch can be imported; ``False`` only when it is not installed at all.
+
+    A torch-free install serves ONNX graphs with ``mmsam.deploy.ONNXPredictor``. A torch
+    that is installed but fails to import raises its own error here, loudly.
+    """
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name != 'torch':
+            raise
+        return False
+    return True

@@ -6,13 +6,18 @@ official ``ResizeLongestSide`` exactly (PIL bilinear on uint8, the same
 rounding), for numpy arrays and torch tensors alike.
 """
 
+import importlib
 from typing import Sequence, Tuple, TypeVar, Union
 
 import numpy as np
-import torch
 from PIL import Image
 
-ArrayLike = TypeVar('ArrayLike', np.ndarray, torch.Tensor)
+from .._compat import torch_installed
+
+# the ONNX runtime (mmsam.deploy) serves without torch
+torch = importlib.import_module('torch') if torch_installed() else None
+
+ArrayLike = TypeVar('ArrayLike', np.ndarray, 'torch.Tensor')
 
 
 def get_preprocess_shape(height: int, width: int, long_side: int) -> Tuple[int, int]:
@@ -69,7 +74,7 @@ def apply_coords(coords: ArrayLike, original_size: Sequence[int], long_side: int
     """
     old_h, old_w = int(original_size[0]), int(original_size[1])
     new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
-    if isinstance(coords, torch.Tensor):
+    if torch is not None and isinstance(coords, torch.Tensor):
         out = coords.to(torch.float32).clone()
     else:
         out = np.array(coords, dtype=float)
@@ -92,7 +97,7 @@ def apply_boxes(boxes: ArrayLike, original_size: Sequence[int], long_side: int) 
 
 
 def image_to_rgb_uint8(
-    image: Union[np.ndarray, torch.Tensor], image_format: str = 'RGB'
+    image: Union[np.ndarray, 'torch.Tensor'], image_format: str = 'RGB'
 ) -> np.ndarray:
     """Validate an ``(H, W, 3)`` uint8 image and return it in RGB order.
 
@@ -103,7 +108,7 @@ def image_to_rgb_uint8(
     Returns:
         np.ndarray: ``(H, W, 3)`` uint8, RGB.
     """
-    if isinstance(image, torch.Tensor):
+    if torch is not None and isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
         raise ValueError(f'image must be a numpy array, got {type(image).__name__}')
