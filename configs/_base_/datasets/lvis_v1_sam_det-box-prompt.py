@@ -1,0 +1,44 @@
+# LVIS v1 val with box prompts from a detector's COCO-style results JSON
+# ([{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...], e.g. the
+# *.bbox.json that mmdet's CocoMetric/LVISMetric writes with format_only=True),
+# the SAM paper's instance-segmentation protocol. Needs the `lvis` package.
+# Override the locations with --cfg-options
+#   test_dataloader.dataset.data_root=/path/to/lvis_v1/
+#   test_dataloader.dataset.det_prompt_file=/path/to/detections.bbox.json
+#   test_evaluator.ann_file=/path/to/lvis_v1/annotations/lvis_v1_val.json
+dataset_type = 'SAMLVISV1Dataset'
+data_root = 'data/lvis_v1/'
+backend_args = None
+
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='DetectorBoxPrompts', max_per_img=300),
+    dict(type='PackSAMInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape')),
+]
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='annotations/lvis_v1_val.json',
+        data_prefix=dict(img=''),
+        det_prompt_file='detections/lvis_v1_val.bbox.json',
+        det_score_thr=0.0,
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args,
+    ),
+)
+# mask AP; each mask ranked by its box's detection score
+test_evaluator = dict(
+    type='SAMLVISMetric',
+    ann_file=data_root + 'annotations/lvis_v1_val.json',
+    metric='segm',
+    score_source='prompt',
+    backend_args=backend_args,
+)
+test_cfg = dict(type='TestLoop')

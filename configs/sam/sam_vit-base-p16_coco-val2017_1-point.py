@@ -1,0 +1,11 @@
+# SAM ViT-B on COCO val2017 with one click per instance (the point farthest from the
+# mask boundary): mIoU of the returned mask (coco/mIoU@1) and of the best of the three
+# multimask outputs (coco/oracle_mIoU@1).
+_base_ = [
+    './sam_vit-base-p16_3rdparty_sa1b-1024px.py',
+    '../_base_/datasets/coco_sam_point-prompt.py',
+    '../_base_/default_runtime.py',
+]
+custom_imports = dict(
+    imports=['mmsam', 'mmsam.datasets', 'mmsam.evaluation'], allow_failed_imports=False
+)
