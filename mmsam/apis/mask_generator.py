@@ -99,7 +99,8 @@ class AutomaticMaskGenerator:
         min_mask_region_area (int): If > 0, fill holes and remove islands smaller than
             this (OpenCV), then NMS again.
         output_mode (str): ``'binary_mask'``, ``'uncompressed_rle'`` or ``'coco_rle'``.
-        upscale_chunk (int): Masks upscaled to full size at once (memory bound only).
+        upscale_chunk (int): Masks upscaled to full size at once (memory only; fewer
+            for huge images so that a chunk of logits stays near 1 GiB).
     """
 
     def __init__(
@@ -303,71 +304,81 @@ class AutomaticMaskGenerator:
         if self.pred_iou_thresh > 0.0:
             keep = (iou_preds > self.pred_iou_thresh).nonzero()[:, 0]
             low_res, iou_preds, point_t = low_res[keep], iou_preds[keep], point_t[keep]
-        masks, stability, keep = self._upscale_and_score(low_res, predictor.input_size, crop_size)
-        iou_preds, point_t = iou_preds[keep], point_t[keep]
+        # every later step is per mask: run them a chunk at a time so that only one
+        # chunk of full-size logits and masks exists at once
+        chunk = self._chunk_size(crop_size)
+        parts = [
+            self._process_chunk(
+                low_res[s : s + chunk],
+                iou_preds[s : s + chunk],
+                point_t[s : s + chunk],
+                crop_size,
+                crop_box,
+                orig_size,
+            )
+            for s in range(0, len(low_res), chunk)
+        ]
+        if not parts:
+            parts = [
+                self._process_chunk(low_res, iou_preds, point_t, crop_size, crop_box, orig_size)
+            ]
+        return _MaskSet.cat(parts, ('rles', 'boxes', 'iou_preds', 'points', 'stability_score'))
+
+    def _chunk_size(self, crop_size: Tuple[int, int]) -> int:
+        """Masks per chunk: ``upscale_chunk``, fewer for huge images (~1 GiB of logits)."""
+        pixels = max(int(crop_size[0]) * int(crop_size[1]), 1)
+        return max(1, min(self.upscale_chunk, (1 << 28) // pixels))
+
+    def _process_chunk(
+        self,
+        low_res: torch.Tensor,
+        iou_preds: torch.Tensor,
+        points: torch.Tensor,
+        crop_size: Tuple[int, int],
+        crop_box: List[int],
+        orig_size: Tuple[int, int],
+    ) -> _MaskSet:
+        """Upscale, score, filter, box and run-length encode ``K`` masks of one crop.
+
+        Args:
+            low_res (Tensor): ``(K, 4E, 4E)`` low-resolution logits.
+            iou_preds (Tensor): ``(K,)`` predicted IoUs.
+            points (Tensor): ``(K, 2)`` prompts, crop frame.
+            crop_size (tuple[int, int]): ``(h, w)`` of the crop.
+            crop_box (list[int]): XYXY crop in the image.
+            orig_size (tuple[int, int]): ``(H, W)`` of the image.
+
+        Returns:
+            _MaskSet: the masks kept (RLEs in the image frame, crop-frame boxes).
+        """
+        threshold = self.model.mask_threshold
+        logits = upscale_mask_logits(
+            low_res[:, None], self.predictor.image_size, self.predictor.input_size, crop_size
+        )[:, 0]
+        high, low = stability_counts(logits, threshold, self.stability_score_offset)
+        stability = high.to(torch.int32) / low.to(torch.int32)
+        if self.stability_score_thresh > 0.0:
+            keep = (stability >= self.stability_score_thresh).nonzero()[:, 0]
+            logits, iou_preds, points, stability = (
+                t[keep] for t in (logits, iou_preds, points, stability)
+            )
+        masks = logits > threshold
+        del logits
         boxes = batched_mask_to_box(masks)
         orig_h, orig_w = orig_size
         near_edge = is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h])
         if near_edge.any():
             keep = (~near_edge).nonzero()[:, 0]
-            masks, boxes, iou_preds, point_t, stability = (
-                t[keep] for t in (masks, boxes, iou_preds, point_t, stability)
+            masks, boxes, iou_preds, points, stability = (
+                t[keep] for t in (masks, boxes, iou_preds, points, stability)
             )
-        rles = mask_to_rle(uncrop_masks(masks, crop_box, orig_h, orig_w))
         return _MaskSet(
-            rles=rles,
+            rles=mask_to_rle(uncrop_masks(masks, crop_box, orig_h, orig_w)),
             boxes=boxes,
             iou_preds=iou_preds,
-            points=point_t,
+            points=points,
             stability_score=stability,
         )
-
-    def _upscale_and_score(
-        self,
-        low_res: torch.Tensor,
-        input_size: Tuple[int, int],
-        crop_size: Tuple[int, int],
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Full-size masks passing the stability filter, a chunk of logits at a time.
-
-        Only one chunk of full-size float logits exists at a time; masks failing the
-        stability threshold are dropped chunk by chunk.
-
-        Args:
-            low_res (Tensor): ``(K, 4E, 4E)`` low-resolution logits.
-            input_size (tuple[int, int]): ``(h, w)`` of the resized crop.
-            crop_size (tuple[int, int]): ``(H, W)`` of the crop.
-
-        Returns:
-            tuple[Tensor, Tensor, Tensor]: masks ``(M, H, W)`` bool, their stability
-            scores ``(M,)`` float32 and their indices ``(M,)`` into ``low_res``.
-        """
-        threshold = self.model.mask_threshold
-        offset = self.stability_score_offset
-        filter_stability = self.stability_score_thresh > 0.0
-        masks, scores, kept = [], [], []
-        for s in range(0, len(low_res), self.upscale_chunk):
-            logits = upscale_mask_logits(
-                low_res[s : s + self.upscale_chunk, None],
-                self.predictor.image_size,
-                input_size,
-                crop_size,
-            )[:, 0]
-            high, low = stability_counts(logits, threshold, offset)
-            stability = high.to(torch.int32) / low.to(torch.int32)
-            index = torch.arange(s, s + len(logits), device=low_res.device)
-            if filter_stability:
-                passed = (stability >= self.stability_score_thresh).nonzero()[:, 0]
-                logits, stability, index = logits[passed], stability[passed], index[passed]
-            masks.append(logits > threshold)
-            scores.append(stability)
-            kept.append(index)
-        if not masks:
-            h, w = int(crop_size[0]), int(crop_size[1])
-            empty = torch.zeros((0, h, w), dtype=torch.bool, device=low_res.device)
-            none = torch.zeros(0, dtype=torch.int64, device=low_res.device)
-            return empty, torch.zeros(0, device=low_res.device), none
-        return torch.cat(masks), torch.cat(scores), torch.cat(kept)
 
     def _remove_small_regions(self, data: _MaskSet) -> _MaskSet:
         """Fill small holes and remove small islands, then NMS preferring unchanged masks."""
