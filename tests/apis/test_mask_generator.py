@@ -193,7 +193,7 @@ def test_real_decoder_records_match_official(real_pair, image):
     """Random weights: masks are speckled and nearly alike, so NMS is off here.
 
     The two models' logits differ by ~1e-6 (different but equivalent op orders), so a
-    pixel whose logit is that close to a threshold may flip: one pixel per mask is
+    pixel whose logit is that close to a threshold may flip: two pixels per mask are
     allowed, and the stability score (small offset, so it is not trivially 0) is
     compared to 1e-3.
     """
@@ -208,7 +208,7 @@ def test_real_decoder_records_match_official(real_pair, image):
     ref = SamAutomaticMaskGenerator(official, **settings).generate(image)
     got = AutomaticMaskGenerator(ours, **settings).generate(image)
     assert len(got) >= 5
-    assert_same_records(ref, got, stability_atol=1e-3, pixel_tol=1)
+    assert_same_records(ref, got, stability_atol=1e-3, pixel_tol=2)
 
 
 def test_empty_result(blob_pair, image):
