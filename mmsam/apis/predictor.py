@@ -8,23 +8,12 @@ import torch
 from ..structures.transforms import (
     apply_boxes,
     apply_coords,
+    as_finite_float_array,
     get_preprocess_shape,
     image_to_rgb_uint8,
 )
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
-
-
-def _as_float_array(value: ArrayLike, name: str) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f'{name} must be numeric, got {type(value).__name__}') from err
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f'{name} must hold finite numbers, got NaN or inf')
-    return array
 
 
 class SAMPredictor:
@@ -242,8 +231,8 @@ class SAMPredictor:
             )
             raise ValueError(f'{given} was given without {missing}; pass both or neither')
         if point_coords is not None:
-            coords = _as_float_array(point_coords, 'point_coords')
-            labels = _as_float_array(point_labels, 'point_labels')
+            coords = as_finite_float_array(point_coords, 'point_coords')
+            labels = as_finite_float_array(point_labels, 'point_labels')
             if coords.ndim not in (2, 3) or coords.shape[-1] != 2:
                 raise ValueError(
                     'point_coords must have shape (P, 2) or (N, P, 2) as (x, y) pixels, '
@@ -261,7 +250,7 @@ class SAMPredictor:
             else:
                 coords, labels = coords[None], labels[None]
         if box is not None:
-            boxes = _as_float_array(box, 'box')
+            boxes = as_finite_float_array(box, 'box')
             if boxes.ndim not in (1, 2) or boxes.shape[-1] != 4:
                 raise ValueError(f'box must have shape (4,) or (N, 4) as XYXY, got {boxes.shape}')
             if boxes.ndim == 2:
@@ -275,7 +264,7 @@ class SAMPredictor:
                     f'box must be XYXY with x2 >= x1 and y2 >= y1; box {i} is {boxes[i].tolist()}'
                 )
         if mask_input is not None:
-            masks = _as_float_array(mask_input, 'mask_input')
+            masks = as_finite_float_array(mask_input, 'mask_input')
             size = self.mask_input_size
             if masks.ndim == 4 and masks.shape[1:] == (1, *size):
                 sizes['mask_input'] = masks.shape[0]

@@ -14,6 +14,7 @@ import numpy as np
 from ..structures.transforms import (
     apply_boxes,
     apply_coords,
+    as_finite_float_array,
     get_preprocess_shape,
     image_to_rgb_uint8,
     resize_longest_side,
@@ -22,17 +23,6 @@ from . import graph_spec as meta
 from .onnx_session import CheckedSession
 
 PathLike = Union[str, os.PathLike]
-
-
-def _numeric(value, name: str) -> np.ndarray:
-    """``value`` as a finite float64 array, or a ``ValueError`` naming ``name``."""
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f'{name} must be numeric, got {type(value).__name__}') from err
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f'{name} must hold finite numbers, got NaN or inf')
-    return array
 
 
 def _graph_metadata(session: CheckedSession, kind: str) -> dict:
@@ -190,8 +180,8 @@ class ONNXPredictor:
         if (point_coords is None) != (point_labels is None):
             raise ValueError('point_coords and point_labels must be given together')
         if point_coords is not None:
-            coords = _numeric(point_coords, 'point_coords')
-            labels = _numeric(point_labels, 'point_labels')
+            coords = as_finite_float_array(point_coords, 'point_coords')
+            labels = as_finite_float_array(point_labels, 'point_labels')
             if coords.ndim != 2 or coords.shape[-1] != 2:
                 raise ValueError(
                     'point_coords must have shape (P, 2) as (x, y) pixels (one prompt per '
@@ -206,7 +196,7 @@ class ONNXPredictor:
                 raise ValueError('point_labels must be 1 (foreground) or 0 (background)')
             coords = apply_coords(coords, self.original_size, self.image_size)
         if box is not None:
-            boxes = _numeric(box, 'box')
+            boxes = as_finite_float_array(box, 'box')
             if boxes.shape != (4,):
                 raise ValueError(
                     f'box must have shape (4,) as XYXY (one prompt), got {boxes.shape}'
@@ -228,7 +218,7 @@ class ONNXPredictor:
         shape = (1, 1, *self.mask_input_size)
         if mask_input is None:
             return np.zeros(shape, np.float32), np.zeros(1, np.float32)
-        mask = _numeric(mask_input, 'mask_input')
+        mask = as_finite_float_array(mask_input, 'mask_input')
         if mask.shape not in (shape, shape[1:]):
             raise ValueError(
                 f'mask_input must have shape {shape[1:]} (low-resolution logits from '

@@ -4,6 +4,7 @@ from .._compat import torch_installed
 from .transforms import (
     apply_boxes,
     apply_coords,
+    as_finite_float_array,
     get_preprocess_shape,
     image_to_rgb_uint8,
     resize_longest_side,
@@ -39,6 +40,7 @@ if torch_installed():
 __all__ = [
     'apply_boxes',
     'apply_coords',
+    'as_finite_float_array',
     'get_preprocess_shape',
     'image_to_rgb_uint8',
     'resize_longest_side',

@@ -128,3 +128,27 @@ def image_to_rgb_uint8(
     if fmt not in ('RGB', 'BGR'):
         raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
     return image[..., ::-1] if fmt == 'BGR' else image
+
+
+def as_finite_float_array(value, name: str) -> np.ndarray:
+    """``value`` (array, tensor or nested sequence) as a finite float64 numpy array.
+
+    Args:
+        value: Prompt coordinates, labels, boxes or mask logits.
+        name (str): The argument's name, for the error message.
+
+    Returns:
+        np.ndarray: float64, same shape.
+
+    Raises:
+        ValueError: if ``value`` is not numeric or holds NaN or inf.
+    """
+    if torch is not None and isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f'{name} must be numeric, got {type(value).__name__}') from err
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f'{name} must hold finite numbers, got NaN or inf')
+    return array
