@@ -14,6 +14,7 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
@@ -89,13 +90,26 @@ def build_cfg(args: argparse.Namespace) -> Config:
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
-    if args.launcher != 'none':
-        import torch
-
+    if args.launcher != 'none' and not torch.cuda.is_available():
+        # CPU only: NCCL needs GPUs, and DDP takes no device_ids for a CPU model
         dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        if dist_cfg.get('backend', 'nccl') == 'nccl' and not torch.cuda.is_available():
-            dist_cfg['backend'] = 'gloo'  # NCCL needs GPUs
+        if dist_cfg.get('backend', 'nccl') == 'nccl':
+            dist_cfg['backend'] = 'gloo'
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
     return cfg
+
+
+def init_cpu_dist(cfg: Config) -> None:
+    """Join torchrun's process group on a machine without CUDA.
+
+    mmengine's ``init_dist`` always selects a CUDA device first; the runner skips it
+    when the process group exists already.
+    """
+    if cfg.launcher == 'pytorch' and not torch.cuda.is_available():
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend=cfg.env_cfg.dist_cfg.backend)
 
 
 def report_skipped(runner: Runner) -> int:
@@ -117,6 +131,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     check_args(args)
     cfg = build_cfg(args)
+    init_cpu_dist(cfg)
     runner = Runner.from_cfg(cfg)
     if args.out is not None:
         from mmsam.evaluation import DumpSAMResults

@@ -22,14 +22,18 @@ def distance_to_boundary(mask: np.ndarray) -> np.ndarray:
         mask (np.ndarray): ``(H, W)`` bool or 0/1.
 
     Returns:
-        np.ndarray: ``(H, W)`` float32; 0 outside the mask. Pixels outside the image
-        count as outside the mask.
+        np.ndarray: ``(H, W)`` float64; 0 outside the mask. Pixels outside the image
+        count as outside the mask. Equal distances are equal floats (exact ties).
     """
     if mask.ndim != 2:
         raise ValueError(f'mask must have shape (H, W), got {mask.shape}')
-    padded = np.pad(np.asarray(mask, dtype=np.uint8) != 0, 1).astype(np.uint8)
-    dist = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return dist[1:-1, 1:-1]
+    padded = np.pad(np.asarray(mask) != 0, 1).astype(np.uint8)
+    dist = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    # Exact distances are square roots of integers. cv2's float32 values of equal
+    # distances can differ in the last bit, depending on far-away pixels and on the
+    # thread count, which would break ties at random: snap the squares to integers
+    # (exact while the distance is below ~2000 pixels).
+    return np.sqrt(np.rint(dist.astype(np.float64) ** 2))
 
 
 def farthest_point(mask: np.ndarray) -> Tuple[Optional[Tuple[int, int]], float]:

@@ -1,0 +1,286 @@
+"""tools/test.py end to end on an on-the-fly COCO dataset with a tiny random-weight SAM.
+
+The expected numbers are computed here independently: the official ``SamPredictor`` on
+the same weights, images and prompts, ground truth decoded by pycocotools, clicks from
+scipy's Euclidean distance transform and a click loop of this file's own.
+"""
+
+import glob
+import json
+import os
+import os.path as osp
+import pickle
+import runpy
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_api
+from pycocotools.coco import COCO
+from scipy import ndimage
+
+from mmsam.testing.coco_fixture import make_coco_fixture
+from mmsam.testing.parity import build_official_sam, sam_model_cfg
+from mmsam.utils.checkpoint_io import save_checkpoint
+from mmsam.utils.checkpoint_keys import convert_official_to_mmsam
+
+segment_anything = pytest.importorskip('segment_anything')
+from segment_anything import SamPredictor  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = osp.join(REPO, 'configs', 'sam')
+IMG_SIZE, WINDOW, SEED, NUM_CLICKS = 128, 4, 0, 3
+CLASS_IDS = (1, 2, 3)  # the fixture's categories that are COCO classes
+TOL = 1e-4
+
+
+# ----------------------------------------------------------------- set-up
+def _write_config(path, base, data_root, interactive=False):
+    model = sam_model_cfg('tiny', img_size=IMG_SIZE, window_size=WINDOW)
+    model['data_preprocessor']['bgr_to_rgb'] = True  # LoadImageFromFile reads BGR
+    if interactive:
+        model.update(type='InteractiveSAM', num_clicks=NUM_CLICKS)
+    model['_delete_'] = True
+    with open(path, 'w') as f:
+        f.write(f'_base_ = [{osp.join(CONFIGS, base)!r}]\n')
+        f.write(f'model = {model!r}\n')
+        f.write(
+            'test_dataloader = dict(num_workers=0, persistent_workers=False, '
+            f'dataset=dict(data_root={data_root!r}))\n'
+        )
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('test_script')
+    data = make_coco_fixture(str(tmp / 'coco'), seed=SEED)
+    official = build_official_sam('tiny', img_size=IMG_SIZE, window_size=WINDOW, seed=SEED)
+    checkpoint = str(tmp / 'sam_tiny.pth')
+    save_checkpoint(convert_official_to_mmsam(official.state_dict()), checkpoint)
+    root = data['data_root'] + '/'
+    configs = dict(
+        box=_write_config(tmp / 'box.py', 'sam_vit-base-p16_coco-val2017_box-prompt.py', root),
+        point=_write_config(tmp / 'point.py', 'sam_vit-base-p16_coco-val2017_1-point.py', root),
+        click=_write_config(
+            tmp / 'click.py', 'sam_vit-base-p16_coco-val2017_5-click.py', root, True
+        ),
+    )
+    return dict(tmp=tmp, data=data, official=official, checkpoint=checkpoint, configs=configs)
+
+
+def _run(cmd, work_dir, env_extra=None):
+    """Run a test command; its exit code, output and the metrics JSON it wrote."""
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env.update(env_extra or {})
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    found = sorted(glob.glob(osp.join(work_dir, '*', '*.json')))
+    metrics = json.load(open(found[-1])) if found else None
+    return proc.returncode, out, metrics
+
+
+def _test_script(setup, name, *extra):
+    work_dir = str(setup['tmp'] / f'work_{name}')
+    shutil.rmtree(work_dir, ignore_errors=True)
+    cmd = [sys.executable, 'tools/test.py', setup['configs'][name], setup['checkpoint']]
+    return _run([*cmd, '--work-dir', work_dir, *extra], work_dir)
+
+
+# ----------------------------------------------------------------- the reference
+def _distance(mask):
+    """Euclidean distance to the nearest pixel outside ``mask``; the border is outside."""
+    return ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+
+
+def _farthest(mask):
+    dist = _distance(mask)
+    row, col = np.unravel_index(np.argmax(dist), dist.shape)
+    return (float(col), float(row)), float(dist[row, col])
+
+
+def _iou(a, b):
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
+
+
+def _usable(ann, img):
+    x, y, w, h = ann['bbox']
+    inside = min(x + w, img['width']) - max(x, 0) > 0 and min(y + h, img['height']) - max(y, 0) > 0
+    seg = ann.get('segmentation')
+    return (
+        inside
+        and ann['area'] > 0
+        and w >= 1
+        and h >= 1
+        and ann['category_id'] in CLASS_IDS
+        and not ann['iscrowd']
+        and bool(seg)
+    )
+
+
+def _reference_instances(data):
+    """(image RGB, [(ann, gt mask)]) for each image the evaluation can read."""
+    coco = COCO(data['ann_file'])
+    out = []
+    for img_id in sorted(coco.imgs):
+        img = coco.imgs[img_id]
+        path = osp.join(data['img_dir'], img['file_name'])
+        if not osp.exists(path):
+            continue
+        anns = [a for a in coco.imgToAnns.get(img_id, []) if _usable(a, img)]
+        anns.sort(key=lambda a: a['id'])
+        rgb = cv2.imread(path, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+        out.append((img_id, rgb, [(a, coco.annToMask(a).astype(bool)) for a in anns]))
+    return coco, out
+
+
+def _reference_box(official, images):
+    predictor = SamPredictor(official)
+    default, oracle, results = [], [], []
+    for img_id, rgb, instances in images:
+        predictor.set_image(rgb)
+        for ann, gt in instances:
+            x, y, w, h = ann['bbox']
+            masks, scores, _ = predictor.predict(box=np.array([x, y, x + w, y + h]))
+            best = int(np.argmax(scores))
+            ious = [_iou(m, gt) for m in masks]
+            default.append(ious[best])
+            oracle.append(max(ious))
+            rle = mask_api.encode(np.asfortranarray(masks[best].astype(np.uint8)))
+            rle['counts'] = rle['counts'].decode()
+            results.append(
+                dict(
+                    image_id=img_id,
+                    category_id=ann['category_id'],
+                    segmentation=rle,
+                    score=float(scores[best]),
+                )
+            )
+    return np.mean(default), np.mean(oracle), results
+
+
+def _reference_clicks(official, images, num_clicks):
+    """Per-click mIoU (default, oracle) of this file's own click loop."""
+    predictor = SamPredictor(official)
+    default, oracle = [], []
+    for _, rgb, instances in images:
+        predictor.set_image(rgb)
+        for _, gt in instances:
+            points, labels = [_farthest(gt)[0]], [1]
+            logits, row_d, row_o = None, [], []
+            for k in range(num_clicks):
+                masks, scores, low_res = predictor.predict(
+                    point_coords=np.array(points),
+                    point_labels=np.array(labels),
+                    mask_input=None if logits is None else logits[None],
+                    multimask_output=True,
+                )
+                best = int(np.argmax(scores))
+                ious = [_iou(m, gt) for m in masks]
+                row_d.append(ious[best])
+                row_o.append(max(ious))
+                logits, pred = low_res[best], masks[best]
+                if k + 1 < num_clicks:
+                    fn_point, fn_dist = _farthest(gt & ~pred)
+                    fp_point, fp_dist = _farthest(pred & ~gt)
+                    assert max(fn_dist, fp_dist) > 0, 'an exact mask: not expected here'
+                    points.append(fn_point if fn_dist > fp_dist else fp_point)
+                    labels.append(1 if fn_dist > fp_dist else 0)
+            default.append(row_d)
+            oracle.append(row_o)
+    return np.mean(default, axis=0), np.mean(oracle, axis=0)
+
+
+@pytest.fixture(scope='module')
+def reference(setup):
+    coco, images = _reference_instances(setup['data'])
+    return dict(coco=coco, images=images)
+
+
+# ----------------------------------------------------------------- tests
+def test_box_prompts_match_official_predictor(setup, reference):
+    rc, out, metrics = _test_script(setup, 'box', '--out', str(setup['tmp'] / 'box.pkl'))
+    # the fixture's image with a missing file is reported, skipped, and fails the run
+    assert rc == 1, out[-3000:]
+    assert '1 image files of the annotation file were missing' in out
+    assert '1 crowd annotations' in out and '1 annotations without a segmentation' in out
+    assert metrics is not None, out[-3000:]
+    images = reference['images']
+    n = sum(len(inst) for _, _, inst in images)
+    miou, oracle, results = _reference_box(setup['official'], images)
+    assert metrics['coco/num_instances'] == n == 9
+    assert abs(metrics['coco/mIoU@1'] - miou) < TOL
+    assert abs(metrics['coco/oracle_mIoU@1'] - oracle) < TOL
+
+    # mask AP with pycocotools directly (no-segmentation GT as an ignored box region)
+    from pycocotools.cocoeval import COCOeval
+
+    coco = reference['coco']
+    for ann in coco.anns.values():
+        if not ann.get('segmentation'):
+            x, y, w, h = ann['bbox']
+            ann.update(segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]], iscrowd=1)
+    ev = COCOeval(coco, coco.loadRes(results), 'segm')
+    ev.params.imgIds = [img_id for img_id, _, _ in images]
+    ev.params.catIds = list(CLASS_IDS)
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert abs(metrics['coco/segm_mAP'] - round(ev.stats[0], 3)) < 1e-9
+
+    with open(setup['tmp'] / 'box.pkl', 'rb') as f:
+        dumped = pickle.load(f)
+    assert [d['img_id'] for d in dumped] == [img_id for img_id, _, _ in images]
+    assert all(len(d['pred_instances']['masks']) == len(d['prompts']['bboxes']) for d in dumped)
+
+
+def test_point_and_click_prompts_match_official_predictor(setup, reference):
+    default, oracle = _reference_clicks(setup['official'], reference['images'], NUM_CLICKS)
+    rc, out, metrics = _test_script(setup, 'point', '--show-dir', 'vis')
+    assert metrics is not None, out[-3000:]
+    assert abs(metrics['coco/mIoU@1'] - default[0]) < TOL
+    assert abs(metrics['coco/oracle_mIoU@1'] - oracle[0]) < TOL
+    assert 'coco/mIoU@2' not in metrics
+    drawn = glob.glob(str(setup['tmp'] / 'work_point' / '*' / 'vis' / '*.png'))
+    assert len(drawn) == len(reference['images'])
+
+    rc, out, metrics = _test_script(setup, 'click')
+    assert metrics is not None, out[-3000:]
+    setup['click_metrics'] = metrics
+    for k in range(NUM_CLICKS):
+        assert abs(metrics[f'coco/mIoU@{k + 1}'] - default[k]) < TOL, (k, metrics, default)
+        assert abs(metrics[f'coco/oracle_mIoU@{k + 1}'] - oracle[k]) < TOL, (k, metrics, oracle)
+    assert metrics['coco/mIoU@1'] == pytest.approx(default[0], abs=TOL)
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_metrics(setup):
+    single = setup.get('click_metrics')
+    if single is None:
+        _, out, single = _test_script(setup, 'click')
+        assert single is not None, out[-3000:]
+    work_dir = str(setup['tmp'] / 'work_dist')
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2']
+    cmd = [*torchrun, '--master_port', '29533', 'tools/test.py', setup['configs']['click']]
+    cmd += [setup['checkpoint'], '--launcher', 'pytorch', '--work-dir', work_dir]
+    rc, out, dist = _run(cmd, work_dir, {'OMP_NUM_THREADS': '1'})
+    assert dist is not None, out[-3000:]
+    assert rc == 1, out[-3000:]  # the missing image file, reported by both runs
+    for key, value in single.items():
+        if key.startswith('coco/'):
+            assert dist[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_bad_arguments_are_refused(setup, tmp_path):
+    main = runpy.run_path(osp.join(REPO, 'tools', 'test.py'))['main']
+    config = setup['configs']['box']
+    with pytest.raises(SystemExit, match='checkpoint file not found'):
+        main([config, str(tmp_path / 'nope.pth')])
+    with pytest.raises(SystemExit, match='config file not found'):
+        main([str(tmp_path / 'nope.py'), setup['checkpoint']])
+    with pytest.raises(SystemExit, match='--out must end with .pkl'):
+        main([config, setup['checkpoint'], '--out', 'x.json'])
