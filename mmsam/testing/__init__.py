@@ -1,5 +1,6 @@
 """Helpers for tests: the official reference model and mmsam's on the same weights."""
 
+from .images import smooth_image
 from .parity import (
     TEST_ARCHS,
     build_official_sam,
@@ -16,4 +17,5 @@ __all__ = [
     'official_to_mmsam',
     'randomize_parameters',
     'sam_model_cfg',
+    'smooth_image',
 ]

@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from smooth_images import smooth_image  # tests/apis is on sys.path (pytest rootdir-less import)
 
 from mmsam.apis import AutomaticMaskGenerator, SAMPredictor
 from mmsam.structures import coco_rle_to_mask, rle_to_mask
-from mmsam.testing import build_sam_pair
+from mmsam.testing import build_sam_pair, smooth_image
 
 segment_anything = pytest.importorskip('segment_anything')
 from segment_anything import SamAutomaticMaskGenerator  # noqa: E402

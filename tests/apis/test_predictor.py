@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from smooth_images import smooth_image  # tests/apis is on sys.path (pytest rootdir-less import)
 
 from mmsam.apis import SAMPredictor
-from mmsam.testing import build_sam_pair
+from mmsam.testing import build_sam_pair, smooth_image
 
 segment_anything = pytest.importorskip('segment_anything')
 from segment_anything import SamPredictor  # noqa: E402

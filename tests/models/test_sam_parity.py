@@ -7,7 +7,7 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 from mmsam.structures.transforms import apply_boxes, apply_coords
-from mmsam.testing import build_sam_pair
+from mmsam.testing import build_sam_pair, smooth_image
 
 segment_anything = pytest.importorskip('segment_anything')
 from segment_anything.utils.transforms import ResizeLongestSide  # noqa: E402
@@ -18,17 +18,6 @@ ATOL = 1e-4
 def _maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     return 0.0 if a.numel() == 0 else (a - b).abs().max().item()
-
-
-def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A smooth random RGB image (blobs, so the encoder sees structure, not noise)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, size=(max(h // 16, 2), max(w // 16, 2), 3)).astype(np.float32)
-    t = torch.from_numpy(small).permute(2, 0, 1)[None]
-    big = torch.nn.functional.interpolate(t, size=(h, w), mode='bilinear', align_corners=False)
-    noise = rng.normal(0, 8, size=(h, w, 3))
-    img = big[0].permute(1, 2, 0).numpy() + noise
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope='module')
@@ -57,7 +46,7 @@ def _our_embed(model, image):
 @pytest.mark.parametrize('hw', [(480, 640), (1200, 800), (32, 48)])
 def test_image_embeddings_match(pair, hw):
     official, ours = pair
-    image = _image(*hw, seed=hw[0])
+    image = smooth_image(*hw, seed=hw[0])
     ref_x, ref_emb, ref_size = _official_embed(official, image)
     x, emb, size = _our_embed(ours, image)
     assert tuple(size) == tuple(ref_size)
@@ -69,7 +58,7 @@ def test_image_embeddings_match(pair, hw):
 
 def test_grayscale_converted_by_caller(pair):
     official, ours = pair
-    gray = _image(300, 200, seed=3)[..., :1]
+    gray = smooth_image(300, 200, seed=3)[..., :1]
     image = np.repeat(gray, 3, axis=2)
     _, ref_emb, _ = _official_embed(official, image)
     _, emb, _ = _our_embed(ours, image)
@@ -122,7 +111,7 @@ def test_prompt_embeddings_and_decoder_match(pair, case_name, multimask):
     original_size = (480, 640)
     case = _prompt_cases(original_size, np.random.default_rng(1))[case_name]
     points, boxes, masks = _to_tensors(case, original_size)
-    image = _image(*original_size)
+    image = smooth_image(*original_size)
     _, ref_emb, input_size = _official_embed(official, image)
     _, emb, _ = _our_embed(ours, image)
 
@@ -173,7 +162,7 @@ def test_batched_64_boxes_one_call(pair):
     xy = rng.uniform(0, 1, size=(64, 2, 2)) * np.array([800, 1200])
     boxes_np = np.concatenate([xy.min(axis=1), xy.max(axis=1)], axis=1)
     boxes = torch.as_tensor(apply_boxes(boxes_np, original_size, 1024), dtype=torch.float32)
-    image = _image(*original_size, seed=5)
+    image = smooth_image(*original_size, seed=5)
     _, ref_emb, input_size = _official_embed(official, image)
     _, emb, _ = _our_embed(ours, image)
     with torch.no_grad():
@@ -205,7 +194,7 @@ def _data_sample(gt: InstanceData) -> DetDataSample:
 def test_predict_with_data_samples_matches_official_forward(pair, hw):
     """The mmdet path (preprocessor + predict) equals the official ``Sam.forward``."""
     official, ours = pair
-    image = _image(*hw, seed=11)
+    image = smooth_image(*hw, seed=11)
     h, w = hw
     rng = np.random.default_rng(2)
     boxes = np.array([[0.1 * w, 0.1 * h, 0.6 * w, 0.7 * h], [0.3 * w, 0.2 * h, 0.9 * w, 0.95 * h]])
@@ -251,7 +240,7 @@ def test_predict_with_data_samples_matches_official_forward(pair, hw):
 
 def test_bgr_input_is_flipped(pair):
     _, ours = pair
-    image = _image(64, 96, seed=4)
+    image = smooth_image(64, 96, seed=4)
     rgb = torch.from_numpy(image).permute(2, 0, 1)
     ours.data_preprocessor.bgr_to_rgb = True
     try:
@@ -266,7 +255,7 @@ def test_bgr_input_is_flipped(pair):
 def test_full_vit_b_matches_official():
     """One full-size ViT-B comparison (random weights, 1024 input)."""
     official, ours = build_sam_pair('base', seed=1)
-    image = _image(600, 800, seed=9)
+    image = smooth_image(600, 800, seed=9)
     _, ref_emb, input_size = _official_embed(official, image)
     _, emb, _ = _our_embed(ours, image)
     assert _maxdiff(emb, ref_emb) <= ATOL

@@ -1,4 +1,4 @@
-"""Test images for the predictor and generator tests (imported by their test files)."""
+"""Synthetic test images: smooth random blobs, so the encoder sees structure, not noise."""
 
 import numpy as np
 import torch
