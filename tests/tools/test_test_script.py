@@ -259,17 +259,18 @@ def test_point_and_click_prompts_match_official_predictor(setup, reference):
 
 @pytest.mark.slow
 def test_two_processes_give_the_same_metrics(setup):
+    """tools/dist_test.sh: torchrun, 2 CPU processes, gloo; the metrics of 1 process."""
     single = setup.get('click_metrics')
     if single is None:
         _, out, single = _test_script(setup, 'click')
         assert single is not None, out[-3000:]
     work_dir = str(setup['tmp'] / 'work_dist')
-    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2']
-    cmd = [*torchrun, '--master_port', '29533', 'tools/test.py', setup['configs']['click']]
-    cmd += [setup['checkpoint'], '--launcher', 'pytorch', '--work-dir', work_dir]
-    rc, out, dist = _run(cmd, work_dir, {'OMP_NUM_THREADS': '1'})
+    cmd = ['bash', 'tools/dist_test.sh', setup['configs']['click'], setup['checkpoint'], '2']
+    env = {'PYTHON': sys.executable, 'PORT': '29533', 'OMP_NUM_THREADS': '1'}
+    rc, out, dist = _run([*cmd, '--work-dir', work_dir], work_dir, env)
     assert dist is not None, out[-3000:]
     assert rc == 1, out[-3000:]  # the missing image file, reported by both runs
+    assert 'Distributed training: True' in out and 'GPU number: 2' in out
     for key, value in single.items():
         if key.startswith('coco/'):
             assert dist[key] == pytest.approx(value, abs=1e-9), key
