@@ -111,8 +111,9 @@ class SAMEncoderLayer(BaseModule):
         if self.window_size > 0:
             hw = (x.shape[1], x.shape[2])
             x, padded_hw = window_partition(x, self.window_size)
-            x = self.attn(x)
-            x = window_unpartition(x, self.window_size, padded_hw, hw)
+            x = self.attn.attend(x)
+            # the output projection is per token: apply it after dropping the padding
+            x = self.attn.proj(window_unpartition(x, self.window_size, padded_hw, hw))
         else:
             x = self.attn(x)
         x = shortcut + x

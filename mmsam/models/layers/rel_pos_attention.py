@@ -6,7 +6,7 @@ added to the attention logits as a bias, and the attention itself runs through
 kept around beyond what the fused kernel needs.
 """
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -54,6 +54,66 @@ def gather_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Ten
     return table[index.long()]
 
 
+def rel_pos_terms(
+    q: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    q_size: Tuple[int, int],
+    k_size: Tuple[int, int],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The two factors of the decomposed relative-position bias.
+
+    ``bias[b, (qh, qw), (kh, kw)] = rel_h[b, (qh, qw), kh] + rel_w[b, (qh, qw), kw]``.
+
+    Args:
+        q (Tensor): Queries of shape ``(..., q_h * q_w, C)`` (unscaled).
+        rel_pos_h (Tensor): Height table ``(Lh, C)``.
+        rel_pos_w (Tensor): Width table ``(Lw, C)``.
+        q_size (tuple[int, int]): ``(q_h, q_w)``.
+        k_size (tuple[int, int]): ``(k_h, k_w)``.
+
+    Returns:
+        tuple[Tensor, Tensor]: contiguous ``rel_h (..., q_h * q_w, k_h)`` and
+        ``rel_w (..., q_h * q_w, k_w)``.
+    """
+    q_h, q_w = q_size
+    k_h, k_w = k_size
+    lead, c = q.shape[:-2], q.shape[-1]
+    table_h = gather_rel_pos(q_h, k_h, rel_pos_h).to(q.dtype)  # (q_h, k_h, C)
+    table_w = gather_rel_pos(q_w, k_w, rel_pos_w).to(q.dtype)  # (q_w, k_w, C)
+    q_grid = q.reshape(-1, q_h, q_w, c)
+    rel_h = torch.einsum('bhwc,hkc->bhwk', q_grid, table_h)  # (B, q_h, q_w, k_h)
+    rel_w = torch.einsum('bhwc,wkc->bhwk', q_grid, table_w)  # (B, q_h, q_w, k_w)
+    rel_h = rel_h.contiguous().view(*lead, q_h * q_w, k_h)
+    rel_w = rel_w.contiguous().view(*lead, q_h * q_w, k_w)
+    return rel_h, rel_w
+
+
+def expand_rel_pos_bias(
+    rel_h: torch.Tensor, rel_w: torch.Tensor, out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Sum the two factors of :func:`rel_pos_terms` into a contiguous bias.
+
+    Args:
+        rel_h (Tensor): ``(..., Nq, k_h)``.
+        rel_w (Tensor): ``(..., Nq, k_w)``.
+        out (Tensor, optional): A contiguous buffer of ``rel_h.numel() * k_w``
+            elements to write into (reused across chunks).
+
+    Returns:
+        Tensor: ``(..., Nq, k_h * k_w)``, contiguous.
+    """
+    k_h, k_w = rel_h.shape[-1], rel_w.shape[-1]
+    shape = (*rel_h.shape, k_w)
+    if out is None:
+        out = rel_h.new_empty(shape)
+    else:
+        out = out.view(shape)
+    # writing into a contiguous buffer avoids a strided result that would need a copy
+    torch.add(rel_h.unsqueeze(-1), rel_w.unsqueeze(-2), out=out)
+    return out.view(*rel_h.shape[:-1], k_h * k_w)
+
+
 def decomposed_rel_pos_bias(
     q: torch.Tensor,
     rel_pos_h: torch.Tensor,
@@ -76,20 +136,17 @@ def decomposed_rel_pos_bias(
     Returns:
         Tensor: Bias of shape ``(B, q_h * q_w, k_h * k_w)``.
     """
-    q_h, q_w = q_size
-    k_h, k_w = k_size
-    table_h = gather_rel_pos(q_h, k_h, rel_pos_h)  # (q_h, k_h, C)
-    table_w = gather_rel_pos(q_w, k_w, rel_pos_w)  # (q_w, k_w, C)
-    b, _, c = q.shape
-    q_grid = q.reshape(b, q_h, q_w, c)
-    bias_h = torch.einsum('bhwc,hkc->bhwk', q_grid, table_h)  # (B, q_h, q_w, k_h)
-    bias_w = torch.einsum('bhwc,wkc->bhwk', q_grid, table_w)  # (B, q_h, q_w, k_w)
-    bias = bias_h[:, :, :, :, None] + bias_w[:, :, :, None, :]
-    return bias.reshape(b, q_h * q_w, k_h * k_w)
+    rel_h, rel_w = rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
+    return expand_rel_pos_bias(rel_h, rel_w)
 
 
 class RelPosAttention(nn.Module):
     """Multi-head self-attention over a 2-D grid with decomposed relative positions.
+
+    The relative-position bias is built in chunks of at most ``max_bias_elements``
+    values (over images/windows first, then over queries), each passed to
+    :func:`torch.nn.functional.scaled_dot_product_attention` as its mask; results do
+    not depend on the chunking.
 
     Args:
         embed_dims (int): Channels of the input and output.
@@ -99,9 +156,10 @@ class RelPosAttention(nn.Module):
         input_size (tuple[int, int], optional): Grid size the relative-position
             tables are made for; required with ``use_rel_pos``.
         heads_per_chunk (int, optional): When set, attention over grids larger
-            than 32x32 (the global blocks) runs this many heads at a time, which
-            bounds the memory of the bias to ``heads_per_chunk * (H * W) ** 2``
-            values per image. Results do not change. Defaults to None (all heads).
+            than 32x32 (the global blocks) runs this many heads at a time.
+            Results do not change. Defaults to None (all heads).
+        max_bias_elements (int): Largest relative-position bias chunk, in elements.
+            Defaults to ``2 ** 25`` (128 MB in fp32).
     """
 
     def __init__(
@@ -112,16 +170,20 @@ class RelPosAttention(nn.Module):
         use_rel_pos: bool = False,
         input_size: Optional[Tuple[int, int]] = None,
         heads_per_chunk: Optional[int] = None,
+        max_bias_elements: int = 2**25,
     ) -> None:
         super().__init__()
         if embed_dims % num_heads != 0:
             raise ValueError(
                 f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})'
             )
+        if max_bias_elements < 1:
+            raise ValueError(f'max_bias_elements must be positive, got {max_bias_elements}')
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
         self.scale = self.head_dims**-0.5
         self.heads_per_chunk = heads_per_chunk
+        self.max_bias_elements = int(max_bias_elements)
 
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
@@ -133,24 +195,54 @@ class RelPosAttention(nn.Module):
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, self.head_dims))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, self.head_dims))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int]):
-        """Attention of ``(B, n, N, d)`` queries/keys/values, ``n`` heads."""
-        b, n, length, d = q.shape
-        bias = None
-        if self.use_rel_pos:
-            bias = decomposed_rel_pos_bias(
-                q.reshape(b * n, length, d), self.rel_pos_h, self.rel_pos_w, hw, hw
-            ).view(b, n, length, length)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+    def _chunks(self, b: int, n: int, length: int) -> List[Tuple[slice, slice]]:
+        """(batch, query) slices whose bias holds at most ``max_bias_elements`` values."""
+        per_item = n * length * length
+        if b * per_item <= self.max_bias_elements:
+            return [(slice(0, b), slice(0, length))]
+        if per_item <= self.max_bias_elements:
+            step = self.max_bias_elements // per_item
+            return [(slice(i, i + step), slice(0, length)) for i in range(0, b, step)]
+        step = max(1, self.max_bias_elements // (n * length))
+        step = -(-length // -(-length // step))  # equal chunks, no tiny remainder
+        return [
+            (slice(i, i + 1), slice(j, j + step)) for i in range(b) for j in range(0, length, step)
+        ]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attend within the grid.
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int]
+    ) -> torch.Tensor:
+        """Attention of ``(B, n, N, d)`` queries/keys/values (``n`` heads); same shape out."""
+        if not self.use_rel_pos:
+            return F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        b, n, length, d = q.shape
+        rel_h, rel_w = rel_pos_terms(q, self.rel_pos_h, self.rel_pos_w, hw, hw)
+        chunks = self._chunks(b, n, length)
+        if len(chunks) == 1:
+            bias = expand_rel_pos_bias(rel_h, rel_w)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        out = q.new_empty(q.shape)
+        first_b, first_q = chunks[0]
+        buffer = q.new_empty(len(range(b)[first_b]) * n * len(range(length)[first_q]) * length)
+        for rows, queries in chunks:
+            bias_h, bias_w = rel_h[rows, :, queries], rel_w[rows, :, queries]
+            size = bias_h.numel() * bias_w.shape[-1]
+            bias = expand_rel_pos_bias(bias_h, bias_w, out=buffer[:size])
+            out[rows, :, queries] = F.scaled_dot_product_attention(
+                q[rows, :, queries], k[rows], v[rows], attn_mask=bias, scale=self.scale
+            )
+        return out
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention before the output projection.
 
         Args:
             x (Tensor): Tokens of shape ``(B, H, W, C)``.
 
         Returns:
-            Tensor: Tokens of shape ``(B, H, W, C)``.
+            Tensor: Attended values of shape ``(B, H, W, C)`` (heads concatenated);
+            :meth:`forward` is ``proj(attend(x))``. The projection is per token, so a
+            caller may crop padding before applying it.
         """
         b, h, w, _ = x.shape
         qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, self.head_dims)
@@ -168,5 +260,15 @@ class RelPosAttention(nn.Module):
             )
         else:
             out = self._attend(q, k, v, (h, w))
-        out = out.transpose(1, 2).reshape(b, h, w, -1)
-        return self.proj(out)
+        return out.transpose(1, 2).reshape(b, h, w, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend within the grid.
+
+        Args:
+            x (Tensor): Tokens of shape ``(B, H, W, C)``.
+
+        Returns:
+            Tensor: Tokens of shape ``(B, H, W, C)``.
+        """
+        return self.proj(self.attend(x))

@@ -1,0 +1,224 @@
+"""The fast paths of mmsam's SAM give the official numbers (fp32, same random weights).
+
+Covers the chunked relative-position attention of the encoder, the folded
+token attentions and shared image-side work of the mask decoder, the
+matrix-product upscaling and prompt chunking.
+"""
+
+import pytest
+import torch
+
+from mmsam.models.layers import (
+    RelPosAttention,
+    TokenAttention,
+    TwoWayTransformer,
+    decomposed_rel_pos_bias,
+)
+from mmsam.testing import build_sam_pair
+
+segment_anything = pytest.importorskip('segment_anything')
+from segment_anything.modeling.image_encoder import add_decomposed_rel_pos  # noqa: E402
+
+TOL = 1e-5
+
+
+def _maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a - b).abs().max().item()
+
+
+@pytest.fixture(scope='module')
+def pair():
+    # a 256 input keeps the 16x16 image embedding small; the decoder is full size
+    return build_sam_pair('tiny', img_size=256, window_size=4, seed=3)
+
+
+@pytest.mark.parametrize('q_size,k_size', [((5, 7), (5, 7)), ((4, 4), (8, 8)), ((6, 3), (3, 6))])
+def test_rel_pos_bias_matches_official(q_size, k_size):
+    gen = torch.Generator().manual_seed(0)
+    c = 8
+    q = torch.randn(3, q_size[0] * q_size[1], c, generator=gen)
+    rel_h = torch.randn(2 * max(q_size[0], k_size[0]) - 1, c, generator=gen)
+    rel_w = torch.randn(2 * max(q_size[1], k_size[1]) - 1, c, generator=gen)
+    zeros = torch.zeros(3, q.shape[1], k_size[0] * k_size[1])
+    ref = add_decomposed_rel_pos(zeros, q, rel_h, rel_w, q_size, k_size)
+    ours = decomposed_rel_pos_bias(q, rel_h, rel_w, q_size, k_size)
+    assert ours.is_contiguous()
+    assert _maxdiff(ours, ref) <= TOL
+
+
+@pytest.mark.parametrize('max_bias_elements', [2**30, 3 * 4 * 36 * 36, 4 * 36 * 36 - 1, 100])
+@pytest.mark.parametrize('heads_per_chunk', [None, 3])
+def test_rel_pos_attention_chunking_does_not_change_results(max_bias_elements, heads_per_chunk):
+    torch.manual_seed(0)
+    ref = RelPosAttention(32, num_heads=4, use_rel_pos=True, input_size=(6, 6)).eval()
+    with torch.no_grad():
+        ref.rel_pos_h.normal_(0, 0.5)
+        ref.rel_pos_w.normal_(0, 0.5)
+    fast = RelPosAttention(
+        32,
+        num_heads=4,
+        use_rel_pos=True,
+        input_size=(6, 6),
+        heads_per_chunk=heads_per_chunk,
+        max_bias_elements=max_bias_elements,
+    ).eval()
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 6, 6, 32)
+    with torch.no_grad():
+        expected = ref(x)
+        # bias built in one piece and added to explicit attention logits
+        b = x.shape[0]
+        qkv = ref.qkv(x).reshape(b, 36, 3, 4, 8).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        bias = decomposed_rel_pos_bias(
+            q.reshape(b * 4, 36, 8), ref.rel_pos_h, ref.rel_pos_w, (6, 6), (6, 6)
+        ).view(b, 4, 36, 36)
+        attn = (q @ k.transpose(-1, -2) * ref.scale + bias).softmax(-1)
+        manual = ref.proj((attn @ v).transpose(1, 2).reshape(b, 6, 6, 32))
+        got = fast(x)
+    assert _maxdiff(expected, manual) <= TOL
+    assert _maxdiff(got, expected) <= TOL
+
+
+def test_rel_pos_attention_rejects_bad_budget():
+    with pytest.raises(ValueError, match='max_bias_elements'):
+        RelPosAttention(32, num_heads=4, max_bias_elements=0)
+
+
+def _token_attention(seed: int = 0) -> TokenAttention:
+    torch.manual_seed(seed)
+    attn = TokenAttention(64, num_heads=4, downsample_rate=2).eval()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return attn
+
+
+@pytest.mark.parametrize('shared_queries', [False, True])
+def test_folded_image_to_token_attention(shared_queries):
+    attn = _token_attention()
+    b, n_img, n_tok = 3, 50, 5
+    image = torch.randn(1 if shared_queries else b, n_img, 64)
+    tokens = torch.randn(b, n_tok, 64)
+    values = torch.randn(b, n_tok, 64)
+    residual = torch.randn(b, n_img, 64)
+    with torch.no_grad():
+        ref = attn(image.expand(b, -1, -1), tokens, values)
+        assert _maxdiff(attn(image, tokens, values), ref) <= TOL
+        assert _maxdiff(attn.forward_few_keys(image, tokens, values), ref) <= TOL
+        got = attn.forward_few_keys(image, tokens, values, residual=residual)
+    assert _maxdiff(got, residual + ref) <= TOL
+
+
+@pytest.mark.parametrize('shared_keys', [False, True])
+def test_folded_token_to_image_attention(shared_keys):
+    attn = _token_attention(1)
+    b, n_img, n_tok = 3, 50, 6
+    tokens = torch.randn(b, n_tok, 64)
+    keys = torch.randn(1 if shared_keys else b, n_img, 64)
+    values = torch.randn(1 if shared_keys else b, n_img, 64)
+    with torch.no_grad():
+        ref = attn(tokens, keys.expand(b, -1, -1), values.expand(b, -1, -1))
+        assert _maxdiff(attn(tokens, keys, values), ref) <= TOL
+        assert _maxdiff(attn.forward_few_queries(tokens, keys, values), ref) <= TOL
+
+
+def test_token_attention_cache_reuses_only_the_shared_side():
+    attn = _token_attention(2)
+    image = torch.randn(1, 40, 64)
+    cache = dict(shared='kv')
+    with torch.no_grad():
+        for b in (3, 1, 2):  # includes a batch of one token set: tokens are not cached
+            tokens = torch.randn(b, 5, 64)
+            ref = attn(tokens, image.expand(b, -1, -1), image.expand(b, -1, -1))
+            assert _maxdiff(attn(tokens, image, image, cache), ref) <= TOL
+        assert set(cache) == {'shared', 'k', 'v'}
+        with pytest.raises(ValueError, match='do not broadcast'):
+            attn(torch.randn(2, 5, 64), torch.randn(3, 40, 64), torch.randn(3, 40, 64))
+
+
+def test_transformer_shared_image_and_chunks_match_repeated_image():
+    torch.manual_seed(0)
+    transformer = TwoWayTransformer(depth=2, embed_dims=64, num_heads=4, mlp_dims=128).eval()
+    image = torch.randn(1, 64, 6, 5)
+    pe = torch.randn(1, 64, 6, 5)
+    tokens = torch.randn(5, 7, 64)
+    with torch.no_grad():
+        ref_q, ref_k = transformer(image.expand(5, -1, -1, -1), pe.expand(5, -1, -1, -1), tokens)
+        q, k = transformer(image, pe, tokens)
+        cache = {}
+        parts = [transformer(image, pe, tokens[s : s + 2], cache) for s in range(0, 5, 2)]
+    assert _maxdiff(q, ref_q) <= TOL and _maxdiff(k, ref_k) <= TOL
+    assert _maxdiff(torch.cat([p[0] for p in parts]), ref_q) <= TOL
+    assert _maxdiff(torch.cat([p[1] for p in parts]), ref_k) <= TOL
+
+
+def _prompts(n: int, size: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, 2, generator=gen) * size
+    boxes = torch.cat([xy.min(1).values, xy.max(1).values], dim=1)
+    coords = torch.rand(n, 3, 2, generator=gen) * size
+    labels = torch.randint(0, 2, (n, 3), generator=gen)
+    masks = torch.randn(n, 1, size // 4, size // 4, generator=gen) * 4
+    return (coords, labels), boxes, masks
+
+
+def _official_decode(official, emb, points, boxes, masks, multimask):
+    sparse, dense = official.prompt_encoder(points=points, boxes=boxes, masks=masks)
+    return official.mask_decoder(
+        image_embeddings=emb,
+        image_pe=official.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask,
+    )
+
+
+@pytest.mark.parametrize(
+    'kinds,n,chunk,multimask',
+    [
+        (('boxes',), 64, 4, True),
+        (('boxes',), 7, 3, False),
+        (('points',), 5, None, True),
+        (('points', 'boxes'), 6, 1, True),
+        (('points', 'masks'), 3, 2, True),
+        (('points',), 1, 4, False),
+    ],
+)
+def test_batched_decoder_matches_official(pair, kinds, n, chunk, multimask):
+    official, ours = pair
+    torch.manual_seed(n)
+    emb = torch.randn(1, 256, 16, 16)
+    points, boxes, masks = _prompts(n, 256, seed=n)
+    points = points if 'points' in kinds else None
+    boxes = boxes if 'boxes' in kinds else None
+    masks = masks if 'masks' in kinds else None
+    ours.mask_decoder.prompts_per_chunk = chunk
+    try:
+        with torch.no_grad():
+            ref_logits, ref_iou = _official_decode(official, emb, points, boxes, masks, multimask)
+            logits, iou = ours.predict_prompts(emb, points, boxes, masks, multimask)
+    finally:
+        ours.mask_decoder.prompts_per_chunk = 4
+    assert logits.shape == ref_logits.shape == (n, 3 if multimask else 1, 64, 64)
+    assert ref_logits.std() > 0.1
+    assert _maxdiff(logits, ref_logits) <= TOL
+    assert _maxdiff(iou, ref_iou) <= TOL
+
+
+def test_matmul_upscaling_equals_transposed_convolutions(pair):
+    _, ours = pair
+    decoder = ours.mask_decoder
+    torch.manual_seed(0)
+    src = torch.randn(3, 16 * 16, 256)
+    hyper_in = torch.randn(3, 4, 32)
+    with torch.no_grad():
+        feats = src.transpose(1, 2).reshape(3, 256, 16, 16)
+        upscaled = decoder.output_upscaling(feats)
+        ref = (hyper_in @ upscaled.flatten(2)).view(3, 4, 64, 64)
+        got = decoder.upscale_masks(src, (16, 16), hyper_in)
+        ref_shared = (hyper_in @ upscaled[:1].flatten(2)).view(3, 4, 64, 64)
+        shared = decoder.upscale_masks(src[:1], (16, 16), hyper_in)
+    assert _maxdiff(got, ref) <= TOL
+    assert _maxdiff(shared, ref_shared) <= TOL
