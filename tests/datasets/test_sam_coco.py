@@ -1,0 +1,188 @@
+"""SAM's COCO dataset: the audit of bad annotations, prompts from GT and from detections."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from mmdet.registry import DATASETS, TRANSFORMS
+from mmengine.registry import init_default_scope
+from scipy import ndimage
+
+import mmsam.datasets  # noqa: F401  (registers the datasets and transforms)
+import mmsam.evaluation  # noqa: F401
+from mmsam.datasets import classify_annotation
+from mmsam.testing.coco_fixture import BAD_ENTRY_COUNTS, make_coco_fixture
+
+LOAD = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=True),
+]
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    init_default_scope('mmdet')
+    return make_coco_fixture(str(tmp_path_factory.mktemp('coco')), bad_entries=True)
+
+
+def _dataset(data, pipeline, **kwargs):
+    cfg = dict(
+        type='SAMCocoDataset',
+        data_root=data['data_root'],
+        ann_file='annotations/instances_val2017.json',
+        data_prefix=dict(img='val2017/'),
+        test_mode=True,
+        pipeline=pipeline,
+    )
+    cfg.update(kwargs)
+    return DATASETS.build(cfg)
+
+
+def test_audit_counts_every_dropped_or_ignored_annotation(data, monkeypatch):
+    from mmsam.datasets import sam_coco
+
+    logged = []
+    monkeypatch.setattr(sam_coco, 'print_log', lambda msg, *a, **k: logged.append(msg))
+    dataset = _dataset(data, [*LOAD, dict(type='BoxPromptsFromGT'), dict(type='PackSAMInputs')])
+    assert dict(dataset.audit) == BAD_ENTRY_COUNTS
+    assert [dataset.get_data_info(i)['img_id'] for i in range(len(dataset))] == [101, 102, 103, 201]
+    assert dataset.metainfo['ann_file'] == data['ann_file']
+    summary = logged[-1]
+    assert '4 images, 9 instances to prompt' in summary
+    assert '1 crowd annotations' in summary and '1 annotations without a segmentation' in summary
+    assert any('missing.png' in m for m in logged)
+    # image 102: 3 shapes (one uncompressed RLE), the crowd and the segmentation-less one
+    sample = dataset[1]['data_samples']
+    gt = sample.gt_instances
+    assert len(gt) == 3 and gt.masks.masks.shape == (3, 140, 90)
+    assert gt.bboxes.shape == (3, 4) and gt.bboxes.dtype == torch.float32
+
+
+def test_classify_annotation_follows_mmdet_order():
+    ann = dict(bbox=[0, 0, 5, 5], area=25, category_id=1, iscrowd=0, segmentation=[[0] * 6])
+    assert classify_annotation(ann, 10, 10, [1]) == ''
+    assert classify_annotation(dict(ann, ignore=1), 10, 10, [1]) == 'ignore'
+    assert classify_annotation(dict(ann, bbox=[20, 20, 5, 5]), 10, 10, [1]) == 'outside'
+    assert classify_annotation(dict(ann, area=0), 10, 10, [1]) == 'degenerate'
+    assert classify_annotation(ann, 10, 10, [2]) == 'category'
+    assert classify_annotation(dict(ann, iscrowd=1), 10, 10, [1]) == 'crowd'
+    assert classify_annotation(dict(ann, segmentation=[[1, 2, 3, 4]]), 10, 10, [1]) == 'bad_polygon'
+    assert classify_annotation(dict(ann, segmentation={'counts': 5}), 10, 10, [1]) == 'bad_rle'
+
+
+def test_point_prompts_are_the_farthest_points_from_the_boundary(data):
+    dataset = _dataset(data, [*LOAD, dict(type='PointPromptsFromGT'), dict(type='PackSAMInputs')])
+    for index in range(3):
+        gt = dataset[index]['data_samples'].gt_instances
+        assert gt.point_labels.tolist() == [[1]] * len(gt)
+        for mask, point in zip(gt.masks.masks, gt.points[:, 0]):
+            dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+            row, col = np.unravel_index(np.argmax(dist), dist.shape)
+            assert point.tolist() == [col, row]
+
+
+def test_pack_needs_a_prompt_and_prompts_need_their_inputs(data):
+    pack = TRANSFORMS.build(dict(type='PackSAMInputs'))
+    with pytest.raises(KeyError, match='no prompts'):
+        pack(dict(img=np.zeros((4, 4, 3), np.uint8)))
+    with pytest.raises(KeyError, match='gt_masks'):
+        TRANSFORMS.build(dict(type='PointPromptsFromGT'))(dict(img=np.zeros((4, 4, 3))))
+    with pytest.raises(KeyError, match='gt_bboxes'):
+        TRANSFORMS.build(dict(type='BoxPromptsFromGT'))(dict(img=np.zeros((4, 4, 3))))
+    with pytest.raises(KeyError, match='det_prompt_file'):
+        TRANSFORMS.build(dict(type='DetectorBoxPrompts'))(dict(img=np.zeros((4, 4, 3))))
+    with pytest.raises(ValueError, match='max_per_img'):
+        TRANSFORMS.build(dict(type='DetectorBoxPrompts', max_per_img=0))
+
+
+def _write_detections(path, coco_json):
+    anns = [a for a in coco_json['annotations'] if a['image_id'] in (101, 103)]
+    dets = [
+        dict(image_id=a['image_id'], category_id=a['category_id'], bbox=a['bbox'], score=s)
+        for a, s in zip(anns, np.linspace(0.95, 0.3, len(anns)).tolist())
+        if a['category_id'] <= 3 and a['area'] > 0
+    ]
+    dets += [
+        dict(image_id=101, category_id=999, bbox=[1, 1, 5, 5], score=0.9),  # not a class
+        dict(image_id=101, category_id=1, bbox=[1, 1, 0, 5], score=0.9),  # empty box
+        dict(image_id=101, category_id=1, bbox=[1, 1, 5, 5], score=0.01),  # below thr
+        dict(image_id=555, category_id=1, bbox=[1, 1, 5, 5], score=0.9),  # unknown image
+    ]
+    with open(path, 'w') as f:
+        json.dump(dets, f)
+    return dets
+
+
+def test_detector_boxes_become_prompts_and_are_scored_by_detection(data, tmp_path, monkeypatch):
+    from mmdet.registry import METRICS, MODELS
+
+    from mmsam.datasets import sam_coco
+    from mmsam.testing.parity import build_official_sam, official_to_mmsam
+
+    with open(data['ann_file']) as f:
+        coco_json = json.load(f)
+    det_file = tmp_path / 'dets.bbox.json'
+    dets = _write_detections(det_file, coco_json)
+    logged = []
+    monkeypatch.setattr(sam_coco, 'print_log', lambda msg, *a, **k: logged.append(msg))
+    det_ds = _dataset(
+        data,
+        [
+            dict(type='LoadImageFromFile'),
+            dict(type='DetectorBoxPrompts'),
+            dict(type='PackSAMInputs'),
+        ],
+        det_prompt_file=str(det_file),
+        det_score_thr=0.05,
+    )
+    used = len(dets) - 4
+    assert any(
+        f'{used} of {len(dets)} detections used' in m
+        and '1 (unknown category)' in m
+        and '1 (empty box)' in m
+        and '1 (below det_score_thr)' in m
+        and '1 (unknown image)' in m
+        for m in logged
+    )
+    gt_ds = _dataset(data, [*LOAD, dict(type='BoxPromptsFromGT'), dict(type='PackSAMInputs')])
+
+    official = build_official_sam('tiny', img_size=64, window_size=4, seed=3)
+    model = official_to_mmsam(official, 'tiny', window_size=4)
+    model.data_preprocessor.bgr_to_rgb = True
+    assert MODELS.get('SAM') is type(model)
+    metric = METRICS.build(dict(type='SAMCocoMetric', metric='segm', score_source='prompt'))
+    metric.dataset_meta = det_ds.metainfo
+    for index in (0, 2):  # images 101 and 103 have detections: the GT boxes
+        det, gt = det_ds[index], gt_ds[index]
+        det_gt = det['data_samples'].gt_instances
+        assert (np.diff(det_gt.scores.numpy()) <= 0).all()  # ranked by detection score
+        with torch.no_grad():
+            out_det = model.test_step(
+                dict(inputs=[det['inputs']], data_samples=[det['data_samples']])
+            )
+            out_gt = model.test_step(dict(inputs=[gt['inputs']], data_samples=[gt['data_samples']]))
+        # the same boxes give the same masks, whichever path brought them
+        by_box = {
+            tuple(b.tolist()): m
+            for b, m in zip(gt['data_samples'].gt_instances.bboxes, out_gt[0].pred_instances.masks)
+        }
+        for box, mask in zip(det_gt.bboxes, out_det[0].pred_instances.masks):
+            assert torch.equal(by_box[tuple(box.tolist())], mask)
+        metric.process({}, [out_det[0].to_dict()])
+    assert all(
+        np.isin(r['scores'], np.float32([d['score'] for d in dets])).all()
+        for _, r in metric.results
+    )
+    out = metric.evaluate(2)
+    assert 'coco/segm_mAP' in out
+
+
+def test_bad_detection_file_is_refused_with_its_name(data, tmp_path):
+    bad = tmp_path / 'bad.json'
+    bad.write_text(json.dumps({'annotations': []}))
+    with pytest.raises(ValueError, match='bad.json.*COCO results list'):
+        _dataset(data, [], det_prompt_file=str(bad))
+    bad.write_text(json.dumps([{'image_id': 1, 'bbox': [0, 0, 1, 1]}]))
+    with pytest.raises(ValueError, match='entry 0 is not a COCO detection'):
+        _dataset(data, [], det_prompt_file=str(bad))
