@@ -1,0 +1,4 @@
+# SAM ViT-H (the SAM paper's model) with the protocol of the ViT-B config it inherits.
+_base_ = ['./sam_vit-base-p16_coco-val2017_box-prompt.py']
+
+model = dict(backbone=dict(arch='huge'))

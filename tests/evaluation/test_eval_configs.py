@@ -1,0 +1,48 @@
+"""The evaluation configs parse, name registered parts, and build their full-size models."""
+
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+import mmsam  # noqa: F401
+
+CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
+EVAL_CONFIGS = sorted(
+    glob.glob(osp.join(CONFIGS, 'sam', '*_coco-*.py'))
+    + glob.glob(osp.join(CONFIGS, 'sam', '*_lvis-*.py'))
+)
+
+
+def test_the_four_protocols_have_configs():
+    names = {osp.basename(p) for p in EVAL_CONFIGS}
+    assert {
+        'sam_vit-base-p16_coco-val2017_box-prompt.py',
+        'sam_vit-base-p16_coco-val2017_1-point.py',
+        'sam_vit-base-p16_coco-val2017_5-click.py',
+        'sam_vit-base-p16_lvis-v1-val_det-box-prompt.py',
+    } <= names
+
+
+@pytest.mark.parametrize('path', EVAL_CONFIGS, ids=osp.basename)
+def test_eval_config_parts_are_registered(path):
+    from mmdet.registry import DATASETS, METRICS, MODELS, TRANSFORMS
+
+    import mmsam.datasets  # noqa: F401
+    import mmsam.evaluation  # noqa: F401
+
+    cfg = Config.fromfile(path)
+    assert cfg.default_scope == 'mmdet' and 'mmsam.evaluation' in cfg.custom_imports.imports
+    dataset = cfg.test_dataloader.dataset
+    assert DATASETS.get(dataset.type) is not None
+    assert all(TRANSFORMS.get(t.type) is not None for t in dataset.pipeline)
+    evaluators = cfg.test_evaluator
+    evaluators = evaluators if isinstance(evaluators, list) else [evaluators]
+    assert all(METRICS.get(e.type) is not None for e in evaluators)
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    assert model.image_size == 1024 and model.data_preprocessor.bgr_to_rgb
+    if '5-click' in path:
+        assert type(model).__name__ == 'InteractiveSAM' and model.num_clicks == 5
