@@ -52,3 +52,17 @@ def test_next_click_is_negative_on_ties_and_checks_shapes():
         next_click(gt, pred[:, :10])
     with pytest.raises(ValueError, match=r'\(H, W\)'):
         distance_to_boundary(np.zeros((2, 3, 4), bool))
+
+
+def test_farthest_point_equals_scipy_argmax_on_random_masks():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        sigma, level = rng.uniform(1, 6), rng.uniform(0.45, 0.6)
+        mask = ndimage.gaussian_filter(rng.random((40, 60)), sigma) > level
+        dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        point, best = farthest_point(mask)
+        if not mask.any():
+            assert point is None
+            continue
+        row, col = np.unravel_index(np.argmax(dist), dist.shape)
+        assert point == (col, row) and best == dist[row, col]

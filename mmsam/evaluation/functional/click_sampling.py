@@ -37,7 +37,8 @@ def distance_to_boundary(mask: np.ndarray) -> np.ndarray:
 
 
 def farthest_point(mask: np.ndarray) -> Tuple[Optional[Tuple[int, int]], float]:
-    """The pixel of ``mask`` farthest from its boundary.
+    """The pixel of ``mask`` farthest from its boundary (the first in row-major order
+    among equally far ones).
 
     Args:
         mask (np.ndarray): ``(H, W)`` bool.
@@ -45,13 +46,17 @@ def farthest_point(mask: np.ndarray) -> Tuple[Optional[Tuple[int, int]], float]:
     Returns:
         tuple: ``((x, y), distance)``, or ``(None, 0.0)`` for an empty mask.
     """
-    dist = distance_to_boundary(mask)
-    index = int(np.argmax(dist))
-    best = float(dist.flat[index])
-    if best <= 0:
+    mask = np.asarray(mask) != 0
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
         return None, 0.0
-    row, col = divmod(index, dist.shape[1])
-    return (col, row), best
+    cols = np.flatnonzero(mask.any(axis=0))
+    # the transform of the mask's bounding box is the same (outside it is outside the
+    # mask, and where it touches the image border, the border stays a boundary)
+    y0, x0 = rows[0], cols[0]
+    dist = distance_to_boundary(mask[y0 : rows[-1] + 1, x0 : cols[-1] + 1])
+    row, col = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return (int(col + x0), int(row + y0)), float(dist[row, col])
 
 
 def next_click(gt_mask: np.ndarray, pred_mask: np.ndarray) -> Optional[Tuple[int, int, int]]:

@@ -121,8 +121,9 @@ class InteractiveSAM(SAM):
             if k > 0:
                 ious[:, k], oracle[:, k] = ious[:, k - 1], oracle[:, k - 1]
                 still = []
-                for j in active:
-                    click = next_click(gt_np[j], res.masks[j].cpu().numpy())
+                pred_np = res.masks[torch.as_tensor(active, device=device)].cpu().numpy()
+                for j, pred in zip(active, pred_np):
+                    click = next_click(gt_np[j], pred)
                     if click is not None:
                         coords[j, k] = torch.tensor(click[:2], dtype=torch.float32)
                         labels[j, k] = click[2]
