@@ -18,6 +18,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 from pycocotools import mask as mask_api
 from pycocotools.coco import COCO
 from scipy import ndimage
@@ -55,7 +56,16 @@ def _write_config(path, base, data_root, interactive=False):
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
+def one_thread():
+    """The reference predictions on one thread (see :func:`_run`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory, one_thread):
     tmp = tmp_path_factory.mktemp('test_script')
     data = make_coco_fixture(str(tmp / 'coco'), seed=SEED)
     official = build_official_sam('tiny', img_size=IMG_SIZE, window_size=WINDOW, seed=SEED)
@@ -73,8 +83,13 @@ def setup(tmp_path_factory):
 
 
 def _run(cmd, work_dir, env_extra=None):
-    """Run a test command; its exit code, output and the metrics JSON it wrote."""
+    """Run a test command; its exit code, output and the metrics JSON it wrote.
+
+    One thread per process: on a busy 2-core machine, tiny models run up to 50 times
+    slower with 2 spinning OpenMP threads than with one.
+    """
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env['OMP_NUM_THREADS'] = '1'
     env.update(env_extra or {})
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
@@ -238,8 +253,13 @@ def test_box_prompts_match_official_predictor(setup, reference):
     assert all(len(d['pred_instances']['masks']) == len(d['prompts']['bboxes']) for d in dumped)
 
 
-def test_point_and_click_prompts_match_official_predictor(setup, reference):
-    default, oracle = _reference_clicks(setup['official'], reference['images'], NUM_CLICKS)
+@pytest.fixture(scope='module')
+def reference_clicks(setup, reference):
+    return _reference_clicks(setup['official'], reference['images'], NUM_CLICKS)
+
+
+def test_point_prompts_match_official_predictor(setup, reference, reference_clicks):
+    default, oracle = reference_clicks
     rc, out, metrics = _test_script(setup, 'point', '--show-dir', 'vis')
     assert metrics is not None, out[-3000:]
     assert abs(metrics['coco/mIoU@1'] - default[0]) < TOL
@@ -248,13 +268,17 @@ def test_point_and_click_prompts_match_official_predictor(setup, reference):
     drawn = glob.glob(str(setup['tmp'] / 'work_point' / '*' / 'vis' / '*.png'))
     assert len(drawn) == len(reference['images'])
 
+
+def test_click_prompts_match_official_predictor(setup, reference_clicks):
+    default, oracle = reference_clicks
     rc, out, metrics = _test_script(setup, 'click')
     assert metrics is not None, out[-3000:]
     setup['click_metrics'] = metrics
     for k in range(NUM_CLICKS):
         assert abs(metrics[f'coco/mIoU@{k + 1}'] - default[k]) < TOL, (k, metrics, default)
         assert abs(metrics[f'coco/oracle_mIoU@{k + 1}'] - oracle[k]) < TOL, (k, metrics, oracle)
-    assert metrics['coco/mIoU@1'] == pytest.approx(default[0], abs=TOL)
+    # clicks change the masks: the loop is not a repetition of the first round
+    assert len({round(metrics[f'coco/mIoU@{k + 1}'], 6) for k in range(NUM_CLICKS)}) > 1
 
 
 @pytest.mark.slow
@@ -266,7 +290,7 @@ def test_two_processes_give_the_same_metrics(setup):
         assert single is not None, out[-3000:]
     work_dir = str(setup['tmp'] / 'work_dist')
     cmd = ['bash', 'tools/dist_test.sh', setup['configs']['click'], setup['checkpoint'], '2']
-    env = {'PYTHON': sys.executable, 'PORT': '29533', 'OMP_NUM_THREADS': '1'}
+    env = {'PYTHON': sys.executable, 'PORT': '29533'}
     rc, out, dist = _run([*cmd, '--work-dir', work_dir], work_dir, env)
     assert dist is not None, out[-3000:]
     assert rc == 1, out[-3000:]  # the missing image file, reported by both runs
