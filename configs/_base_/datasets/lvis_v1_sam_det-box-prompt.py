@@ -5,23 +5,20 @@
 # Override the locations with --cfg-options
 #   test_dataloader.dataset.data_root=/path/to/lvis_v1/
 #   test_dataloader.dataset.det_prompt_file=/path/to/detections.bbox.json
-#   test_evaluator.ann_file=/path/to/lvis_v1/annotations/lvis_v1_val.json
+#   test_evaluator.0.ann_file=/path/to/lvis_v1/annotations/lvis_v1_val.json
+_base_ = ['./coco_sam_box-prompt.py']  # the data loader settings
+
 dataset_type = 'SAMLVISV1Dataset'
 data_root = 'data/lvis_v1/'
-backend_args = None
 
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='DetectorBoxPrompts', max_per_img=300),
     dict(type='PackSAMInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape')),
 ]
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
+        _delete_=True,
         type=dataset_type,
         data_root=data_root,
         ann_file='annotations/lvis_v1_val.json',
@@ -30,15 +27,16 @@ test_dataloader = dict(
         det_score_thr=0.0,
         test_mode=True,
         pipeline=test_pipeline,
-        backend_args=backend_args,
-    ),
+        backend_args={{_base_.backend_args}},
+    )
 )
 # mask AP; each mask ranked by its box's detection score
-test_evaluator = dict(
-    type='SAMLVISMetric',
-    ann_file=data_root + 'annotations/lvis_v1_val.json',
-    metric='segm',
-    score_source='prompt',
-    backend_args=backend_args,
-)
-test_cfg = dict(type='TestLoop')
+test_evaluator = [
+    dict(
+        type='SAMLVISMetric',
+        ann_file=data_root + 'annotations/lvis_v1_val.json',
+        metric='segm',
+        score_source='prompt',
+        backend_args={{_base_.backend_args}},
+    )
+]
