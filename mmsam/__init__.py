@@ -1,8 +1,9 @@
 """mmsam: Segment Anything (SAM) for the OpenMMLab tool chain.
 
-Importing mmsam registers its image encoder in ``mmpretrain.registry.MODELS`` and its
+Importing mmsam registers its image encoder in ``mmpretrain.registry.MODELS``; its
 prompt encoder, mask decoder, data preprocessor and assembled ``SAM`` model in
-``mmdet.registry.MODELS``.
+``mmdet.registry.MODELS``; and its datasets, prompt transforms and metrics in mmdet's
+``DATASETS``, ``TRANSFORMS`` and ``METRICS``.
 """
 
 from ._compat import check_environment, torch_installed
@@ -13,9 +14,18 @@ from .version import __version__, version_info
 HAS_TORCH = torch_installed()
 if HAS_TORCH:
     check_environment()
-    from . import models  # noqa: E402,F401  (registers the modules)
+    # registers the models, datasets, transforms and metrics (mmdet/mmpretrain registries)
+    from . import datasets, evaluation, models  # noqa: E402,F401
 
-__all__ = ['__version__', 'version_info', 'models', 'get_model', 'list_models']
+__all__ = [
+    '__version__',
+    'version_info',
+    'models',
+    'datasets',
+    'evaluation',
+    'get_model',
+    'list_models',
+]
 
 
 def __getattr__(name: str):
