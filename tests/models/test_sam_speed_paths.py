@@ -200,7 +200,7 @@ def test_batched_decoder_matches_official(pair, kinds, n, chunk, multimask):
             ref_logits, ref_iou = _official_decode(official, emb, points, boxes, masks, multimask)
             logits, iou = ours.predict_prompts(emb, points, boxes, masks, multimask)
     finally:
-        ours.mask_decoder.prompts_per_chunk = 4
+        ours.mask_decoder.prompts_per_chunk = None
     assert logits.shape == ref_logits.shape == (n, 3 if multimask else 1, 64, 64)
     assert ref_logits.std() > 0.1
     assert _maxdiff(logits, ref_logits) <= TOL

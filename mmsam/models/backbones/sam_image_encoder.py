@@ -25,6 +25,7 @@ from ..layers import (
     window_partition,
     window_unpartition,
 )
+from ..utils import autocast_context, parse_autocast_dtype
 
 ArchSettings = Dict[str, Union[int, Sequence[int]]]
 
@@ -151,6 +152,10 @@ class SAMImageEncoder(BaseModule):
             Defaults to ``'bicubic'``.
         heads_per_chunk (int, optional): Heads attended at a time in global
             layers, to bound memory (no effect on results). Defaults to None.
+        autocast_dtype (str | torch.dtype, optional): Run the forward under
+            ``torch.autocast`` in ``'bfloat16'`` (CPU or CUDA) or ``'float16'`` (CUDA);
+            outputs are returned in float32. Changes results slightly. Defaults to None
+            (plain float32).
         init_cfg (dict, optional): Initialization config.
 
     Shape:
@@ -211,9 +216,11 @@ class SAMImageEncoder(BaseModule):
         frozen_stages: int = -1,
         interpolate_mode: str = 'bicubic',
         heads_per_chunk: Optional[int] = None,
+        autocast_dtype: Optional[Union[str, torch.dtype]] = None,
         init_cfg: Optional[dict] = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.autocast_dtype = parse_autocast_dtype(autocast_dtype)
         self.arch_settings = self._parse_arch(arch)
         self.embed_dims = int(self.arch_settings['embed_dims'])
         self.num_layers = int(self.arch_settings['num_layers'])
@@ -358,6 +365,13 @@ class SAMImageEncoder(BaseModule):
         """
         if x.dim() != 4:
             raise ValueError(f'expected images of shape (B, C, H, W), got {tuple(x.shape)}')
+        if self.autocast_dtype is None:
+            return self._forward(x)
+        with autocast_context(x.device, self.autocast_dtype):
+            outs = self._forward(x)
+        return tuple(out.float() for out in outs)
+
+    def _forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.patch_embed.projection(x).permute(0, 2, 3, 1)  # (B, h, w, C)
         if self.pos_embed is not None:
             x = x + resize_abs_pos_embed(self.pos_embed, tuple(x.shape[1:3]), self.interpolate_mode)

@@ -13,6 +13,7 @@ from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
 from ...structures.transforms import apply_boxes, apply_coords
 from ...utils.checkpoint_keys import KeyMapError, official_key_to_mmsam
+from ..utils import autocast_context, compile_module, parse_autocast_dtype
 
 Points = Tuple[torch.Tensor, torch.Tensor]
 
@@ -58,6 +59,13 @@ class SAM(BaseDetector):
         test_cfg (dict, optional): ``multimask_output`` (bool, default True) and
             ``prompts_per_batch`` (int or None: prompts per decoder call, to bound
             memory; results do not depend on it; default None = all at once).
+        autocast_dtype (str | torch.dtype | dict, optional): Mixed precision for
+            inference: ``'bfloat16'`` (CPU or CUDA) or ``'float16'`` (CUDA only), for
+            both the image encoder and the mask decoder, or a dict
+            ``dict(encoder=..., decoder=...)``. Outputs stay float32. Changes results
+            slightly. Defaults to None (float32).
+        compile (bool | dict): Run the image encoder through ``torch.compile``
+            (a dict gives its keyword arguments). Defaults to False.
         init_cfg (dict, optional): Initialization config.
     """
 
@@ -70,6 +78,8 @@ class SAM(BaseDetector):
         mask_threshold: float = 0.0,
         test_cfg: Optional[dict] = None,
         train_cfg: Optional[dict] = None,
+        autocast_dtype: Union[None, str, torch.dtype, dict] = None,
+        compile: Union[bool, dict] = False,
         init_cfg: Optional[dict] = None,
     ) -> None:
         if data_preprocessor is None:
@@ -86,6 +96,7 @@ class SAM(BaseDetector):
         self.test_cfg.update(test_cfg or {})
         self.train_cfg = train_cfg
         self.image_size = int(getattr(self.backbone, 'img_size', 1024))
+        self.set_speed_options(autocast_dtype=autocast_dtype, compile=compile)
         # official-layout state dicts (image_encoder.*) load directly: keys are mapped
         self._register_load_state_dict_pre_hook(self._map_official_keys)
         preprocessor_size = getattr(self.data_preprocessor, 'image_size', self.image_size)
@@ -126,6 +137,34 @@ class SAM(BaseDetector):
                 continue
             state_dict[new_key] = state_dict.pop(key)
 
+    # ------------------------------------------------------------------ speed options
+    def set_speed_options(
+        self,
+        autocast_dtype: Union[None, str, torch.dtype, dict] = None,
+        compile: Union[bool, dict] = False,
+    ) -> None:
+        """Choose mixed precision and compilation (see the class arguments).
+
+        Args:
+            autocast_dtype (str | torch.dtype | dict, optional): ``None``/``'float32'``,
+                ``'bfloat16'``, ``'float16'``, or ``dict(encoder=..., decoder=...)``.
+            compile (bool | dict): ``torch.compile`` the image encoder.
+        """
+        if isinstance(autocast_dtype, dict):
+            unknown = set(autocast_dtype) - {'encoder', 'decoder'}
+            if unknown:
+                raise ValueError(
+                    f'autocast_dtype dict takes the keys encoder and decoder, got {sorted(unknown)}'
+                )
+            encoder_dtype = autocast_dtype.get('encoder')
+            decoder_dtype = autocast_dtype.get('decoder')
+        else:
+            encoder_dtype = decoder_dtype = autocast_dtype
+        self.encoder_autocast_dtype = parse_autocast_dtype(encoder_dtype)
+        self.decoder_autocast_dtype = parse_autocast_dtype(decoder_dtype)
+        # kept outside the module tree: the state-dict keys do not change
+        self.__dict__['_compiled_backbone'] = compile_module(self.backbone, compile)
+
     # ------------------------------------------------------------------ encoder
     def extract_feat(self, batch_inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Image embeddings of normalized, padded inputs.
@@ -141,7 +180,13 @@ class SAM(BaseDetector):
                 f'batch_inputs must have shape (B, 3, {self.image_size}, {self.image_size}), '
                 f'got {tuple(batch_inputs.shape)}'
             )
-        return tuple(self.backbone(batch_inputs))
+        backbone = self.__dict__.get('_compiled_backbone')
+        backbone = self.backbone if backbone is None else backbone
+        if self.encoder_autocast_dtype is None:
+            return tuple(backbone(batch_inputs))
+        with autocast_context(batch_inputs.device, self.encoder_autocast_dtype):
+            feats = backbone(batch_inputs)
+        return tuple(feat.float() for feat in feats)
 
     # ------------------------------------------------------------------ decoder
     def predict_prompts(
@@ -191,13 +236,18 @@ class SAM(BaseDetector):
 
     def _decode(self, image_embeddings, points, boxes, mask_inputs, multimask_output):
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
-        return self.mask_decoder(
-            image_embeddings=image_embeddings,
-            image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
+        dtype = self.decoder_autocast_dtype
+        with autocast_context(image_embeddings.device, dtype):
+            logits, ious = self.mask_decoder(
+                image_embeddings=image_embeddings,
+                image_pe=self.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
+        if dtype is not None:
+            logits, ious = logits.float(), ious.float()
+        return logits, ious
 
     def postprocess_masks(
         self,

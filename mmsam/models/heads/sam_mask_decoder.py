@@ -65,7 +65,8 @@ class SAMMaskDecoder(nn.Module):
         prompts_per_chunk (int, optional): Prompts run through the transformer and the
             upscaling at a time, after the shared image-side work is done once; keeps
             the per-prompt features small enough for the CPU caches. Results do not
-            depend on it. None runs all prompts at once. Defaults to 4.
+            depend on it. None picks it from the feature size (about
+            ``2 ** 22`` feature values a chunk: 4 prompts at 64x64x256). Defaults to None.
     """
 
     def __init__(
@@ -76,7 +77,7 @@ class SAMMaskDecoder(nn.Module):
         act_layer: type = nn.GELU,
         iou_head_depth: int = 3,
         iou_head_hidden_dims: int = 256,
-        prompts_per_chunk: Optional[int] = 4,
+        prompts_per_chunk: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.prompts_per_chunk = prompts_per_chunk
@@ -225,7 +226,7 @@ class SAMMaskDecoder(nn.Module):
         src = image_embeddings + dense  # (1 or N, C, h, w)
         h, w = src.shape[-2:]
         image_pe = self._shared(image_pe)
-        step = max(1, int(self.prompts_per_chunk or n))
+        step = self.prompts_per_chunk or max(1, 2**22 // (h * w * src.shape[1]))
         cache = {} if src.shape[0] == 1 else None
         masks, ious = [], []
         for start in range(0, n, step):
