@@ -22,6 +22,7 @@ def _write_detector(tmp_path):
     """A RetinaNet-R18 config (from mmdet's package configs) and a random checkpoint."""
     import mmdet
     from mmdet.apis import init_detector
+    from mmengine.registry import DefaultScope
 
     base = osp.join(
         osp.dirname(mmdet.__file__), '.mim', 'configs', 'retinanet', 'retinanet_r18_fpn_1x_coco.py'
@@ -43,7 +44,8 @@ def _write_detector(tmp_path):
         'test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n'
     )
     torch.manual_seed(0)
-    model = init_detector(str(config), None, device='cpu')
+    with DefaultScope.overwrite_default_scope('mmdet'):  # init_detector sets a global scope
+        model = init_detector(str(config), None, device='cpu')
     checkpoint = tmp_path / 'det.pth'
     torch.save(
         {'state_dict': model.state_dict(), 'meta': {'dataset_meta': {'classes': CLASSES}}},
@@ -96,7 +98,7 @@ def _run(setup, out, data=None, **kwargs):
 
 def test_coco_file_loads_in_mmdet(setup):
     from mmdet.datasets import CocoDataset
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
 
     out = setup['tmp'] / 'out'
     result = _run(setup, out)
@@ -133,19 +135,21 @@ def test_coco_file_loads_in_mmdet(setup):
     masks, _, _ = predictor.predict(box=np.array(first['det_bbox']), multimask_output=False)
     np.testing.assert_array_equal(coco_rle_to_mask(first['segmentation']), masks[0])
 
-    init_default_scope('mmdet')
-    dataset = CocoDataset(
-        ann_file=result.ann_file,
-        data_prefix=dict(img=str(setup['data']) + '/'),
-        metainfo=dict(classes=CLASSES),
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-        ],
-    )
-    assert len(dataset) == 6
-    index = next(i for i in range(6) if dataset.get_data_info(i)['img_path'].endswith('rgb.png'))
-    sample = dataset[index]
+    with DefaultScope.overwrite_default_scope('mmdet'):  # no global scope left behind
+        dataset = CocoDataset(
+            ann_file=result.ann_file,
+            data_prefix=dict(img=str(setup['data']) + '/'),
+            metainfo=dict(classes=CLASSES),
+            pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+            ],
+        )
+        assert len(dataset) == 6
+        index = next(
+            i for i in range(6) if dataset.get_data_info(i)['img_path'].endswith('rgb.png')
+        )
+        sample = dataset[index]
     rgb_anns = [a for a in anns if a['image_id'] == sample['img_id']]
     assert sample['gt_masks'].masks.shape == (len(rgb_anns), 48, 64)
     for got, ann in zip(sample['gt_masks'].masks, rgb_anns):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from mmdet.registry import DATASETS, TRANSFORMS
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 from scipy import ndimage
 
 import mmsam.datasets  # noqa: F401  (registers the datasets and transforms)
@@ -20,9 +20,15 @@ LOAD = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def mmdet_scope():
+    """mmdet's scope for each test, without leaving a global default scope behind."""
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        yield
+
+
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-    init_default_scope('mmdet')
     return make_coco_fixture(str(tmp_path_factory.mktemp('coco')), bad_entries=True)
 
 
