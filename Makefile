@@ -17,9 +17,9 @@ test: setup
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 lint: setup
-	$(PY) -m ruff check mmsam tools tests demo configs
-	$(PY) -m ruff format --check mmsam tools tests demo configs
+	$(PY) -m ruff check mmsam tools tests demo configs setup.py
+	$(PY) -m ruff format --check mmsam tools tests demo configs setup.py
 
 format: setup
-	$(PY) -m ruff format mmsam tools tests demo configs
-	$(PY) -m ruff check --fix mmsam tools tests demo configs
+	$(PY) -m ruff format mmsam tools tests demo configs setup.py
+	$(PY) -m ruff check --fix mmsam tools tests demo configs setup.py
