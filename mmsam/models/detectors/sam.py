@@ -3,7 +3,6 @@
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -11,6 +10,7 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
+from ...structures.amg_utils import upscale_mask_logits
 from ...structures.transforms import apply_boxes, apply_coords
 from ...utils.checkpoint_keys import KeyMapError, official_key_to_mmsam
 from ..utils import autocast_context, compile_module, parse_autocast_dtype
@@ -265,16 +265,9 @@ class SAM(BaseDetector):
         Returns:
             Tensor: logits ``(N, C, H, W)``.
         """
-        masks = F.interpolate(
-            low_res_logits,
-            (self.image_size, self.image_size),
-            mode='bilinear',
-            align_corners=False,
-        )
-        masks = masks[..., : int(input_size[0]), : int(input_size[1])]
-        return F.interpolate(
-            masks, tuple(int(s) for s in original_size), mode='bilinear', align_corners=False
-        )
+        # the official upsample-crop-resize, computing only the rows/columns that survive
+        # the crop (bit-identical; tests/structures/test_mask_utils.py)
+        return upscale_mask_logits(low_res_logits, self.image_size, input_size, original_size)
 
     # ------------------------------------------------------------------ mmdet API
     def _prompts_of(
