@@ -125,6 +125,21 @@ def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
     return boxes.reshape(*lead, 4)
 
 
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight XYXY boxes of boolean masks, mmdet convention (``x2 = last column + 1``).
+
+    Args:
+        masks (Tensor): ``(N, H, W)`` bool.
+
+    Returns:
+        Tensor: ``(N, 4)`` float32; all zeros for an empty mask.
+    """
+    boxes = batched_mask_to_box(masks).to(torch.float32)
+    nonempty = masks.flatten(-2).any(dim=-1)
+    boxes[nonempty, 2:] += 1  # inclusive ends -> exclusive
+    return boxes
+
+
 def box_xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
     """``(..., 4)`` XYXY to XYWH (a new tensor or array of the same type)."""
     out = boxes.clone() if isinstance(boxes, torch.Tensor) else np.array(boxes)

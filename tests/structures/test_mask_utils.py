@@ -15,6 +15,7 @@ from mmsam.structures import (
     generate_crop_boxes,
     is_box_near_crop_edge,
     mask_to_rle,
+    masks_to_boxes,
     masks_to_coco_rle,
     remove_small_regions,
     rle_area,
@@ -174,3 +175,19 @@ def test_upscale_mask_logits_equals_official_postprocess(image_size, hw):
     ours = upscale_mask_logits(low, image_size, input_size, hw)
     assert ours.shape == (2, 3, *hw)
     assert torch.equal(ours, ref)  # bit for bit
+
+
+def test_masks_to_boxes_mmdet_convention():
+    rng = np.random.default_rng(0)
+    masks = rng.random((6, 17, 23)) > 0.97
+    masks[0] = False  # an empty mask gets an all-zero box
+    masks[1] = False
+    masks[1, 16, 22] = True  # a single corner pixel
+    boxes = masks_to_boxes(torch.from_numpy(masks))
+    assert boxes.dtype == torch.float32
+    for mask, box in zip(masks, boxes.tolist()):
+        ys, xs = np.nonzero(mask)
+        expected = (
+            [0, 0, 0, 0] if len(xs) == 0 else [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        )
+        assert box == expected

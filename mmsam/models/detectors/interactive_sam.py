@@ -8,8 +8,9 @@ from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
+from ...structures.amg_utils import masks_to_boxes
 from ...structures.transforms import apply_coords
-from .sam import SAM, masks_to_boxes
+from .sam import SAM
 
 
 @MODELS.register_module()

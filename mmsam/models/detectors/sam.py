@@ -10,39 +10,12 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
-from ...structures.amg_utils import upscale_mask_logits
+from ...structures.amg_utils import masks_to_boxes, upscale_mask_logits
 from ...structures.transforms import apply_boxes, apply_coords
 from ...utils.checkpoint_keys import KeyMapError, official_key_to_mmsam
 from ..utils import autocast_context, compile_module, parse_autocast_dtype
 
 Points = Tuple[torch.Tensor, torch.Tensor]
-
-
-def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """Tight XYXY boxes of boolean masks, mmdet convention (``x2 = last column + 1``).
-
-    Args:
-        masks (Tensor): ``(N, H, W)`` bool.
-
-    Returns:
-        Tensor: ``(N, 4)`` float32; all zeros for an empty mask.
-    """
-    n, h, w = masks.shape
-    boxes = masks.new_zeros((n, 4), dtype=torch.float32)
-    if n == 0:
-        return boxes
-    rows = masks.any(dim=2)  # (N, H)
-    cols = masks.any(dim=1)  # (N, W)
-    nonempty = rows.any(dim=1)
-    ys = torch.arange(h, device=masks.device)
-    xs = torch.arange(w, device=masks.device)
-    y1 = torch.where(rows, ys, h).amin(dim=1)
-    y2 = torch.where(rows, ys, -1).amax(dim=1) + 1
-    x1 = torch.where(cols, xs, w).amin(dim=1)
-    x2 = torch.where(cols, xs, -1).amax(dim=1) + 1
-    boxes[:] = torch.stack([x1, y1, x2, y2], dim=1).float()
-    boxes[~nonempty] = 0
-    return boxes
 
 
 @MODELS.register_module()
