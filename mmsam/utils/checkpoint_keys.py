@@ -15,30 +15,39 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-# (official image-encoder key pattern, mmpretrain ViTSAM replacement)
-ENCODER_KEY_RULES: List[Tuple[str, str]] = [
-    (r'^patch_embed\.proj\.', 'patch_embed.projection.'),
-    (r'^pos_embed$', 'pos_embed'),
-    (r'^blocks\.(\d+)\.norm1\.', r'layers.\1.ln1.'),
-    (r'^blocks\.(\d+)\.norm2\.', r'layers.\1.ln2.'),
-    (r'^blocks\.(\d+)\.attn\.(qkv|proj)\.', r'layers.\1.attn.\2.'),
-    (r'^blocks\.(\d+)\.attn\.(rel_pos_h|rel_pos_w)$', r'layers.\1.attn.\2'),
-    (r'^blocks\.(\d+)\.mlp\.lin1\.', r'layers.\1.ffn.layers.0.0.'),
-    (r'^blocks\.(\d+)\.mlp\.lin2\.', r'layers.\1.ffn.layers.1.'),
-    (r'^neck\.([0-3])\.', r'channel_reduction.\1.'),
+# official image-encoder name <-> mmpretrain ViTSAM name, one pair per parameter group.
+# ``{i}`` is a block index, ``{n}`` a neck layer (0-3); a name ending in ``.`` is a
+# module prefix (``weight``/``bias`` follow), any other name is a whole key.
+ENCODER_NAME_PAIRS: List[Tuple[str, str]] = [
+    ('patch_embed.proj.', 'patch_embed.projection.'),
+    ('pos_embed', 'pos_embed'),
+    ('blocks.{i}.norm1.', 'layers.{i}.ln1.'),
+    ('blocks.{i}.norm2.', 'layers.{i}.ln2.'),
+    ('blocks.{i}.attn.qkv.', 'layers.{i}.attn.qkv.'),
+    ('blocks.{i}.attn.proj.', 'layers.{i}.attn.proj.'),
+    ('blocks.{i}.attn.rel_pos_h', 'layers.{i}.attn.rel_pos_h'),
+    ('blocks.{i}.attn.rel_pos_w', 'layers.{i}.attn.rel_pos_w'),
+    ('blocks.{i}.mlp.lin1.', 'layers.{i}.ffn.layers.0.0.'),
+    ('blocks.{i}.mlp.lin2.', 'layers.{i}.ffn.layers.1.'),
+    ('neck.{n}.', 'channel_reduction.{n}.'),
 ]
 
-# the reverse rules, mmpretrain ViTSAM -> official image encoder
+_PLACEHOLDERS = {'{i}': r'(\d+)', '{n}': r'([0-3])'}
+
+
+def _name_rule(src: str, dst: str) -> Tuple[str, str]:
+    """A ``(pattern, replacement)`` rule that renames ``src`` (a template) to ``dst``."""
+    parts = re.split(r'(\{[in]\})', src)
+    pattern = '^' + ''.join(_PLACEHOLDERS.get(part, re.escape(part)) for part in parts)
+    if not src.endswith('.'):
+        pattern += '$'
+    return pattern, re.sub(r'\{[in]\}', lambda _: r'\1', dst)
+
+
+# (official image-encoder key pattern, mmpretrain ViTSAM replacement) and the reverse
+ENCODER_KEY_RULES: List[Tuple[str, str]] = [_name_rule(o, m) for o, m in ENCODER_NAME_PAIRS]
 _REVERSE_ENCODER_KEY_RULES: List[Tuple[str, str]] = [
-    (r'^patch_embed\.projection\.', 'patch_embed.proj.'),
-    (r'^pos_embed$', 'pos_embed'),
-    (r'^layers\.(\d+)\.ln1\.', r'blocks.\1.norm1.'),
-    (r'^layers\.(\d+)\.ln2\.', r'blocks.\1.norm2.'),
-    (r'^layers\.(\d+)\.attn\.(qkv|proj)\.', r'blocks.\1.attn.\2.'),
-    (r'^layers\.(\d+)\.attn\.(rel_pos_h|rel_pos_w)$', r'blocks.\1.attn.\2'),
-    (r'^layers\.(\d+)\.ffn\.layers\.0\.0\.', r'blocks.\1.mlp.lin1.'),
-    (r'^layers\.(\d+)\.ffn\.layers\.1\.', r'blocks.\1.mlp.lin2.'),
-    (r'^channel_reduction\.([0-3])\.', r'neck.\1.'),
+    _name_rule(m, o) for o, m in ENCODER_NAME_PAIRS
 ]
 
 OFFICIAL_PREFIXES = ('image_encoder.', 'prompt_encoder.', 'mask_decoder.')
