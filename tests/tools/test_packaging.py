@@ -1,5 +1,6 @@
 """A built wheel carries what an installed mmsam needs beside its code."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,6 +10,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_ships_model_index_and_configs(tmp_path):
+    # build from a copy, so the test leaves no build/ or egg-info in the checkout (and no
+    # stale build/lib of an earlier run can slip into the wheel)
+    src = tmp_path / 'src'
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            '.git',
+            '.venv',
+            'build',
+            'dist',
+            '*.egg-info',
+            'outputs',
+            'work_dirs',
+            '__pycache__',
+            '.pytest_cache',
+            '.ruff_cache',
+        ),
+    )
+    wheel_dir = tmp_path / 'wheels'
     out = subprocess.run(
         [
             sys.executable,
@@ -19,15 +40,15 @@ def test_wheel_ships_model_index_and_configs(tmp_path):
             '--no-build-isolation',
             '-q',
             '-w',
-            str(tmp_path),
-            str(ROOT),
+            str(wheel_dir),
+            str(src),
         ],
         capture_output=True,
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    wheels = list(tmp_path.glob('mmsam-*.whl'))
-    assert len(wheels) == 1, list(tmp_path.iterdir())
+    wheels = list(wheel_dir.glob('mmsam-*.whl'))
+    assert len(wheels) == 1, list(wheel_dir.iterdir())
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     for required in (
         'mmsam/.mim/model-index.yml',
@@ -40,4 +61,5 @@ def test_wheel_ships_model_index_and_configs(tmp_path):
         assert required in names, required
     assert not any(n.startswith('tests/') for n in names)
     # the build leaves the source tree as it was
+    assert not (src / 'mmsam' / '.mim').exists()
     assert not (ROOT / 'mmsam' / '.mim').exists()
