@@ -1,8 +1,20 @@
-"""Count what an mmdet COCO-style dataset drops or ignores, and say so in the log."""
+"""Count what an mmdet COCO-style dataset drops or ignores, say so in the log, and refuse a
+dataset that leaves nothing to prompt."""
 
 import os.path as osp
 from collections import Counter
 from typing import Iterable, List
+
+
+class AnnotationFileError(ValueError):
+    """An annotation file that cannot be evaluated as configured; the message names the file
+    and the reason. Raised while the dataset loads (``full_init``), before any image is read."""
+
+
+class NoInstancesError(AnnotationFileError):
+    """A dataset that would prompt no instance at all (every annotation dropped or ignored, no
+    detection used); the message gives the audit's counts by reason."""
+
 
 #: reasons, in the order mmdet's ``CocoDataset.parse_data_info`` applies them
 DROP_REASONS = {
@@ -11,7 +23,10 @@ DROP_REASONS = {
     'ignore': 'annotations with "ignore" set (dropped)',
     'outside': 'annotations whose box does not overlap the image (dropped)',
     'degenerate': 'annotations with area <= 0 or box width/height < 1 (dropped)',
-    'category': 'annotations of categories not in the class list (dropped)',
+    'category': (
+        "annotations of categories outside the dataset's classes (not in the file's "
+        '"categories", or left out by metainfo classes) (dropped)'
+    ),
     'crowd': 'crowd annotations (kept as ignored: no prompt, no mIoU; COCOeval ignores them)',
     'no_segmentation': 'annotations without a segmentation (kept as ignored)',
     'bad_polygon': 'annotations whose polygons all have < 3 points (kept as ignored)',

@@ -4,7 +4,7 @@ import json
 import logging
 import os.path as osp
 from collections import Counter, defaultdict
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 from mmdet.datasets import CocoDataset, LVISV1Dataset
@@ -12,7 +12,14 @@ from mmdet.registry import DATASETS
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
-from .annotation_audit import classify_annotation, find_missing_files, format_audit
+from .annotation_audit import (
+    AnnotationFileError,
+    NoInstancesError,
+    classify_annotation,
+    find_missing_files,
+    format_audit,
+)
+from .lvis_api import import_lvis
 
 
 class PromptDatasetMixin:
@@ -29,7 +36,16 @@ class PromptDatasetMixin:
       (``bboxes (K, 4)`` XYXY, ``labels (K,)``, ``scores (K,)``) for
       :class:`DetectorBoxPrompts`; detections below ``det_score_thr`` are dropped;
     * ``metainfo['ann_file']``: the annotation file (joined with ``data_root``), which
-      :class:`mmsam.evaluation.SAMCocoMetric` uses when its own ``ann_file`` is unset.
+      :class:`mmsam.evaluation.SAMCocoMetric` uses when its own ``ann_file`` is unset;
+    * the classes come from the annotation file: SAM is class-agnostic, so every category
+      the file declares is kept (in the file's order), whatever its name; an explicit
+      ``metainfo=dict(classes=(...))`` keeps only those categories (a name the file does
+      not declare is an error). ``metainfo['classes']`` and ``metainfo['cat_ids']`` then
+      hold the names and ids of the kept categories, label ``i`` being
+      ``metainfo['cat_ids'][i]``; the metrics map labels back to category ids through it;
+    * a dataset that would prompt nothing (no instance left, or no detection used) raises
+      :class:`~mmsam.datasets.annotation_audit.NoInstancesError` while it loads, with the
+      audit's counts, instead of evaluating to ``nan``.
 
     Args:
         det_prompt_file (str, optional): Path of the results JSON (joined with
@@ -41,6 +57,7 @@ class PromptDatasetMixin:
     def __init__(
         self,
         *args,
+        metainfo: Optional[dict] = None,
         det_prompt_file: Optional[str] = None,
         det_score_thr: float = 0.0,
         check_files: bool = True,
@@ -51,7 +68,10 @@ class PromptDatasetMixin:
         self.check_files = check_files
         self._audit: Counter = Counter()
         self._audit_api_seen = False
-        super().__init__(*args, **kwargs)
+        classes = (metainfo or {}).get('classes')
+        self._requested_classes = None if classes is None else tuple(classes)
+        self._requested_palette = 'palette' in (metainfo or {})
+        super().__init__(*args, metainfo=metainfo, **kwargs)
         # the metrics read the annotation file from here (``dataset_meta``), so that
         # overriding the dataset's data_root alone moves the evaluation too
         self._metainfo['ann_file'] = self.ann_file
@@ -60,11 +80,13 @@ class PromptDatasetMixin:
     def parse_data_info(self, raw_data_info: dict):
         api = getattr(self, 'coco', None) or getattr(self, 'lvis', None)
         if api is not None and not self._audit_api_seen:
+            # the first image: mmdet has loaded the file's API and not parsed anything yet
             self._audit_api_seen = True
             imgs = api.imgs
             self._audit['unknown_image'] += sum(
                 1 for a in api.anns.values() if a['image_id'] not in imgs
             )
+            self._classes_from_file(list(api.cats.values()))
         img = raw_data_info['raw_img_info']
         anns = raw_data_info['raw_ann_info']
         if not anns:
@@ -94,23 +116,70 @@ class PromptDatasetMixin:
                 self._audit['missing_file'] += len(missing)
                 gone = {id(m) for m in missing}
                 data_list = [d for d in data_list if id(d) not in gone]
+        detections = None  # (number used, log line) with det_prompt_file
         if self.det_prompt_file is not None:
-            self._attach_detections(data_list)
+            detections = self._attach_detections(data_list)
         num_instances = sum(
             sum(1 for i in d['instances'] if not i.get('ignore_flag', 0)) for d in data_list
         )
         dropped = any(v for k, v in self._audit.items() if k != 'empty_image')
-        print_log(
-            format_audit(
-                f'{type(self).__name__}({self.ann_file})',
-                self._audit,
-                len(data_list),
-                num_instances,
-            ),
-            logger='current',
-            level=logging.WARNING if dropped else logging.INFO,
+        summary = format_audit(
+            f'{type(self).__name__}({self.ann_file})', self._audit, len(data_list), num_instances
         )
+        if detections is not None and detections[0] == 0:
+            raise NoInstancesError(
+                f'{self.det_prompt_file}: nothing to prompt: {detections[1]} ({summary}; '
+                f'classes: {self._describe_classes()})'
+            )
+        if detections is None and num_instances == 0:
+            raise NoInstancesError(
+                f'nothing to prompt: {summary} (classes: {self._describe_classes()})'
+            )
+        print_log(summary, logger='current', level=logging.WARNING if dropped else logging.INFO)
         return data_list
+
+    # -------------------------------------------------------------- categories
+    def _classes_from_file(self, categories: List[dict]) -> None:
+        """Keep the file's categories (or those ``metainfo`` names) as the classes."""
+        if self._requested_classes is None:
+            kept = categories
+        else:
+            declared = {c['name'] for c in categories}
+            unknown = [n for n in self._requested_classes if n not in declared]
+            if unknown:
+                shown = ', '.join(repr(c['name']) for c in categories[:20])
+                more = f' and {len(categories) - 20} more' if len(categories) > 20 else ''
+                raise AnnotationFileError(
+                    f'{self.ann_file}: metainfo classes {unknown} are not categories of this '
+                    f'file (its categories: {shown}{more})'
+                )
+            wanted = set(self._requested_classes)
+            kept = [c for c in categories if c['name'] in wanted]
+        self.cat_ids = [c['id'] for c in kept]
+        self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
+        names = tuple(c['name'] for c in kept)
+        self._metainfo['classes'] = names
+        self._metainfo['cat_ids'] = list(self.cat_ids)
+        if not self._requested_palette:
+            self._metainfo['palette'] = self._palette_for(names)
+
+    def _palette_for(self, names: tuple) -> Optional[list]:
+        """The class's palette colours of these names, or ``None`` (mmdet's visualizer then
+        draws random colours) when a name is not one of the class's own."""
+        own = list(type(self).METAINFO.get('classes') or ())
+        palette = type(self).METAINFO.get('palette')
+        if not palette or not all(n in own for n in names):
+            return None
+        return [palette[own.index(n)] for n in names]
+
+    def _describe_classes(self) -> str:
+        if not self._audit_api_seen:
+            return 'not read: the file lists no image'
+        names = self._metainfo.get('classes') or ()
+        shown = ', '.join(repr(n) for n in names[:10])
+        more = f' and {len(names) - 10} more' if len(names) > 10 else ''
+        how = 'from metainfo' if self._requested_classes is not None else 'from the file'
+        return f'{len(names)} {how}: {shown}{more}' if names else f'none {how}'
 
     @property
     def audit(self) -> Counter:
@@ -118,7 +187,8 @@ class PromptDatasetMixin:
         return Counter(self._audit)
 
     # -------------------------------------------------------------- detections
-    def _attach_detections(self, data_list: List[dict]) -> None:
+    def _attach_detections(self, data_list: List[dict]) -> Tuple[int, str]:
+        """Attach each image's detections; returns how many are used and the log line."""
         path = self.det_prompt_file
         if self.data_root and not osp.isabs(path) and '://' not in path:
             path = osp.join(self.data_root, path)
@@ -161,12 +231,15 @@ class PromptDatasetMixin:
             )
         used = sum(len(d['det_prompts']['scores']) for d in data_list)
         detail = ', '.join(f'{v} ({k})' for k, v in skipped.items() if v)
+        summary = f'{used} of {len(dets)} detections used as box prompts' + (
+            f'; skipped: {detail}' if detail else ''
+        )
         print_log(
-            f'{path}: {used} of {len(dets)} detections used as box prompts'
-            + (f'; skipped: {detail}' if detail else ''),
+            f'{path}: {summary}',
             logger='current',
             level=logging.WARNING if detail else logging.INFO,
         )
+        return used, summary
 
 
 @DATASETS.register_module()
@@ -179,6 +252,11 @@ class SAMCocoDataset(PromptDatasetMixin, CocoDataset):
 
 @DATASETS.register_module()
 class SAMLVISV1Dataset(PromptDatasetMixin, LVISV1Dataset):
-    """mmdet's ``LVISV1Dataset`` (needs the ``lvis`` package) with the audit log and
-    optional detector prompts. See :class:`PromptDatasetMixin`.
+    """mmdet's ``LVISV1Dataset`` (needs the ``lvis`` package, see
+    :mod:`mmsam.datasets.lvis_api`) with the audit log and optional detector prompts.
+    See :class:`PromptDatasetMixin`.
     """
+
+    def load_data_list(self) -> List[dict]:
+        import_lvis()  # an ImportError that says what to install, before mmdet's import
+        return super().load_data_list()

@@ -10,12 +10,17 @@ exact too).
 With ``bad_entries=True`` the annotation file also holds what real annotation files
 hold and mmdet drops or ignores: an image without annotations, an image whose file
 is missing, a crowd annotation, a zero-area box, an annotation of an image not in
-``images``, one of a category outside the class list, one without a segmentation.
+``images``, one of a category the file does not declare, one without a segmentation.
+
+The categories are COCO's by default; any others (a user's ``tumor``/``building``)
+can be given. :func:`make_lvis_fixture` writes the same images as an LVIS v1 file
+(``coco_url``, ``neg_category_ids``, ``not_exhaustive_category_ids``, frequencies).
 """
 
+import json
 import os
 import os.path as osp
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -23,13 +28,16 @@ from pycocotools import mask as mask_api
 
 from ..utils.atomic_file import atomic_write_json
 
-#: COCO's ids and names for the first three classes, plus one outside COCO's list
+#: COCO's ids and names for the first three classes, plus one outside COCO's list (declared,
+#: without annotations); the shapes are drawn with the first three categories
 CATEGORIES = [
     dict(id=1, name='person'),
     dict(id=2, name='bicycle'),
     dict(id=3, name='car'),
     dict(id=999, name='not_a_coco_class'),
 ]
+#: the category of ``bad_entries``' annotation whose category the file does not declare
+UNDECLARED_CATEGORY_ID = 998
 #: (height, width) of the images: non-square, both orientations
 IMAGE_SIZES = [(100, 150), (140, 90), (120, 120)]
 
@@ -105,17 +113,32 @@ def _uncompressed(mask: np.ndarray) -> Dict:
     return dict(size=list(mask.shape), counts=[int(c) for c in counts])
 
 
-def make_coco_fixture(root: str, seed: int = 0, bad_entries: bool = True) -> Dict[str, str]:
+def make_coco_fixture(
+    root: str,
+    seed: int = 0,
+    bad_entries: bool = True,
+    categories: Optional[List[dict]] = None,
+) -> Dict[str, str]:
     """Write the images and ``annotations/instances_val2017.json`` under ``root``.
 
     Args:
         root (str): The data root (created if missing); images go to ``val2017/``.
-        seed (int): Seed of the drawing.
+        seed (int): Seed of the drawing (the same seed draws the same images and masks,
+            whatever the categories).
         bad_entries (bool): Add the problem entries listed in :data:`BAD_ENTRY_COUNTS`.
+        categories (list[dict], optional): The file's ``categories`` (``id``, ``name``);
+            the shapes use the first three. Defaults to :data:`CATEGORIES`.
 
     Returns:
         dict: ``data_root``, ``ann_file`` (absolute) and ``img_dir``.
     """
+    categories = CATEGORIES if categories is None else categories
+    cat_ids = [c['id'] for c in categories[:3]]
+    if len(cat_ids) < 3 or UNDECLARED_CATEGORY_ID in {c['id'] for c in categories}:
+        raise ValueError(
+            f'categories needs 3 or more entries and no id {UNDECLARED_CATEGORY_ID}, got '
+            f'{categories}'
+        )
     rng = np.random.default_rng(seed)
     img_dir = osp.join(root, 'val2017')
     os.makedirs(img_dir, exist_ok=True)
@@ -149,7 +172,7 @@ def make_coco_fixture(root: str, seed: int = 0, bad_entries: bool = True) -> Dic
             for prev in masks:
                 prev &= ~mask  # the new shape hides the old ones
             masks.append(mask)
-            cats.append(1 + (index + k) % 3)
+            cats.append(cat_ids[(index + k) % 3])
         for mask in masks:
             img[mask] = rng.integers(0, 256, size=3)
         file_name = f'{img_id:012d}.png'
@@ -168,11 +191,12 @@ def make_coco_fixture(root: str, seed: int = 0, bad_entries: bool = True) -> Dic
         if bad_entries and index == 1:
             crowd = np.zeros((h, w), bool)
             crowd[: h // 5, : w // 5] = True
-            add_ann(img_id, 1, crowd, _uncompressed(crowd), iscrowd=1)
-            ann = add_ann(img_id, 2, crowd, _compressed(crowd))
+            add_ann(img_id, cat_ids[0], crowd, _uncompressed(crowd), iscrowd=1)
+            ann = add_ann(img_id, cat_ids[1], crowd, _compressed(crowd))
             ann.update(bbox=[5.0, 5.0, 0.5, 10.0], area=0.0)  # degenerate box
-            add_ann(img_id, 999, crowd, _compressed(crowd))  # category outside the classes
-            ann = add_ann(img_id, 3, crowd, [])
+            # a category the file does not declare
+            add_ann(img_id, UNDECLARED_CATEGORY_ID, crowd, _compressed(crowd))
+            ann = add_ann(img_id, cat_ids[2], crowd, [])
             ann.pop('segmentation')  # no segmentation at all
     if bad_entries:
         h, w = 64, 80
@@ -181,8 +205,65 @@ def make_coco_fixture(root: str, seed: int = 0, bad_entries: bool = True) -> Dic
         images.append(dict(id=202, file_name='missing.png', height=h, width=w))
         blob = np.zeros((h, w), bool)
         blob[10:30, 10:30] = True
-        add_ann(202, 1, blob, _compressed(blob))  # its image file does not exist
-        add_ann(999999, 1, blob, _compressed(blob))  # its image is not in "images"
+        add_ann(202, cat_ids[0], blob, _compressed(blob))  # its image file does not exist
+        add_ann(999999, cat_ids[0], blob, _compressed(blob))  # its image is not in "images"
     ann_file = osp.join(root, 'annotations', 'instances_val2017.json')
-    atomic_write_json(dict(images=images, annotations=annotations, categories=CATEGORIES), ann_file)
+    atomic_write_json(dict(images=images, annotations=annotations, categories=categories), ann_file)
     return dict(data_root=root, ann_file=ann_file, img_dir=img_dir)
+
+
+#: LVIS-style categories of :func:`make_lvis_fixture`: the three drawn ones, a fourth
+#: (image 101's shape of category 3 is relabelled 4) and one without any instance
+LVIS_CATEGORIES = [
+    dict(id=1, name='apple', frequency='f'),
+    dict(id=2, name='bead', frequency='c'),
+    dict(id=3, name='cab_(taxi)', frequency='r'),
+    dict(id=4, name='dartboard', frequency='r'),
+    dict(id=5, name='eclair', frequency='c'),
+]
+#: image id -> (neg_category_ids, not_exhaustive_category_ids) of :func:`make_lvis_fixture`:
+#: every image is labelled positive for the categories of its annotations, so category 4
+#: is evaluated in images 101 (positive) and 102 (negative) but not in 103
+LVIS_IMAGE_LABELS = {101: ([5], []), 102: ([4], [2]), 103: ([5], [1])}
+
+
+def make_lvis_fixture(root: str, seed: int = 0) -> Dict[str, str]:
+    """Write :func:`make_coco_fixture`'s clean images as an LVIS v1 annotation file,
+    ``annotations/lvis_v1_val.json`` under ``root``.
+
+    As in LVIS v1, images have no ``file_name`` but a ``coco_url`` (mmdet's
+    ``LVISV1Dataset`` keeps its path after the host: ``val2017/<name>``, so the data
+    prefix is ``''``), and the federated labels of :data:`LVIS_IMAGE_LABELS`; image
+    101's shape of category 3 is of category 4 here;
+    categories carry ``frequency``, ``synset``, ``image_count`` and ``instance_count``;
+    annotations have no ``iscrowd``.
+
+    Args:
+        root (str): The data root (created if missing).
+        seed (int): Seed of the drawing.
+
+    Returns:
+        dict: ``data_root``, ``ann_file`` (absolute) and ``img_dir``.
+    """
+    out = make_coco_fixture(root, seed=seed, bad_entries=False, categories=LVIS_CATEGORIES)
+    with open(out['ann_file']) as f:
+        coco = json.load(f)
+    for img in coco['images']:
+        img['coco_url'] = 'http://images.cocodataset.org/val2017/' + img.pop('file_name')
+        neg, not_exhaustive = LVIS_IMAGE_LABELS[img['id']]
+        img.update(neg_category_ids=neg, not_exhaustive_category_ids=not_exhaustive)
+    for ann in coco['annotations']:
+        ann.pop('iscrowd')
+        if ann['image_id'] == 101 and ann['category_id'] == 3:
+            ann['category_id'] = 4
+    for cat in coco['categories']:
+        anns = [a for a in coco['annotations'] if a['category_id'] == cat['id']]
+        cat.update(
+            synset=f'{cat["name"]}.n.01',
+            image_count=len({a['image_id'] for a in anns}),
+            instance_count=len(anns),
+        )
+    os.remove(out['ann_file'])
+    ann_file = osp.join(root, 'annotations', 'lvis_v1_val.json')
+    atomic_write_json(coco, ann_file)
+    return dict(data_root=root, ann_file=ann_file, img_dir=out['img_dir'])

@@ -12,7 +12,11 @@ from scipy import ndimage
 import mmsam.datasets  # noqa: F401  (registers the datasets and transforms)
 import mmsam.evaluation  # noqa: F401
 from mmsam.datasets import classify_annotation
-from mmsam.testing.coco_fixture import BAD_ENTRY_COUNTS, make_coco_fixture
+from mmsam.testing.coco_fixture import (
+    BAD_ENTRY_COUNTS,
+    UNDECLARED_CATEGORY_ID,
+    make_coco_fixture,
+)
 
 LOAD = [
     dict(type='LoadImageFromFile'),
@@ -110,7 +114,8 @@ def _write_detections(path, coco_json):
         if a['category_id'] <= 3 and a['area'] > 0
     ]
     dets += [
-        dict(image_id=101, category_id=999, bbox=[1, 1, 5, 5], score=0.9),  # not a class
+        # not a category of the file (999 is one: declared, without annotations)
+        dict(image_id=101, category_id=UNDECLARED_CATEGORY_ID, bbox=[1, 1, 5, 5], score=0.9),
         dict(image_id=101, category_id=1, bbox=[1, 1, 0, 5], score=0.9),  # empty box
         dict(image_id=101, category_id=1, bbox=[1, 1, 5, 5], score=0.01),  # below thr
         dict(image_id=555, category_id=1, bbox=[1, 1, 5, 5], score=0.9),  # unknown image
@@ -192,3 +197,113 @@ def test_bad_detection_file_is_refused_with_its_name(data, tmp_path):
     bad.write_text(json.dumps([{'image_id': 1, 'bbox': [0, 0, 1, 1]}]))
     with pytest.raises(ValueError, match='entry 0 is not a COCO detection'):
         _dataset(data, [], det_prompt_file=str(bad))
+
+
+# ------------------------------------------------------------------ categories of any file
+USER_CATEGORIES = [
+    dict(id=10, name='tumor'),
+    dict(id=20, name='building'),
+    dict(id=35, name='road'),
+    dict(id=40, name='lesion'),  # declared, without annotations
+]
+
+
+@pytest.fixture(scope='module')
+def user_data(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('user'))
+    return make_coco_fixture(root, bad_entries=True, categories=USER_CATEGORIES)
+
+
+def _ann_categories(ann_file):
+    """image id -> the category ids of its annotations, in file order (read directly)."""
+    with open(ann_file) as f:
+        coco_json = json.load(f)
+    by_image = {}
+    for ann in coco_json['annotations']:
+        by_image.setdefault(ann['image_id'], []).append(ann['category_id'])
+    return by_image
+
+
+def test_any_category_names_are_kept_with_their_ids(user_data):
+    dataset = _dataset(
+        user_data, [*LOAD, dict(type='BoxPromptsFromGT'), dict(type='PackSAMInputs')]
+    )
+    assert dataset.metainfo['classes'] == ('tumor', 'building', 'road', 'lesion')
+    assert dataset.metainfo['cat_ids'] == [10, 20, 35, 40]
+    assert dataset.metainfo['palette'] is None  # not COCO's names: mmdet draws its own colours
+    # the same drops as with COCO's names: only the undeclared category is dropped
+    assert dict(dataset.audit) == BAD_ENTRY_COUNTS
+    num_instances = 0
+    for index in range(3):
+        info = dataset.get_data_info(index)
+        kept = [i for i in info['instances'] if not i['ignore_flag']]
+        num_instances += len(kept)
+        # the image's valid shapes come first in the file
+        expected = _ann_categories(user_data['ann_file'])[info['img_id']][: len(kept)]
+        assert [dataset.metainfo['cat_ids'][i['bbox_label']] for i in kept] == expected
+    assert num_instances == 9
+
+
+def test_coco_names_keep_coco_colours(data):
+    dataset = _dataset(data, [])
+    assert dataset.metainfo['classes'] == ('person', 'bicycle', 'car', 'not_a_coco_class')
+    assert dataset.metainfo['palette'] is None  # one name is not COCO's
+    only_coco = _dataset(data, [], metainfo=dict(classes=('car', 'person')))
+    coco_palette = DATASETS.get('CocoDataset').METAINFO['palette']
+    # restricted to these names, in the file's order, with COCO's colours for them
+    assert only_coco.metainfo['classes'] == ('person', 'car')
+    assert only_coco.metainfo['palette'] == [coco_palette[0], coco_palette[2]]
+
+
+def test_metainfo_classes_restrict_the_categories(user_data):
+    dataset = _dataset(user_data, [], metainfo=dict(classes=('building',)))
+    assert dataset.metainfo['classes'] == ('building',) and dataset.metainfo['cat_ids'] == [20]
+    kept = [
+        i
+        for index in range(len(dataset))
+        for i in dataset.get_data_info(index)['instances']
+        if not i['ignore_flag']
+    ]
+    with open(user_data['ann_file']) as f:
+        anns = json.load(f)['annotations']
+    # building's valid shapes (the degenerate box and the missing image's blob are not)
+    expected = [a for a in anns if a['category_id'] == 20 and a['area'] > 0 and a['image_id'] < 200]
+    assert len(kept) == len(expected) == 3 and all(i['bbox_label'] == 0 for i in kept)
+    # dropped as outside the classes: the undeclared one, the 6 shapes of the two other
+    # classes, the crowd and segmentation-less annotations (their category is checked
+    # first, as mmdet does) and the missing image's blob
+    assert dataset.audit['category'] == 1 + 6 + 2 + 1
+
+
+def test_unknown_metainfo_class_names_the_file_and_its_categories(user_data):
+    from mmsam.datasets import AnnotationFileError
+
+    with pytest.raises(AnnotationFileError, match=r"\['person'\] are not categories.*'tumor'"):
+        _dataset(user_data, [], metainfo=dict(classes=('tumor', 'person')))
+
+
+def test_zero_instances_stop_the_load_with_the_reasons(data):
+    from mmsam.datasets import NoInstancesError
+
+    # a declared category without annotations: everything else is dropped by the restriction
+    with pytest.raises(NoInstancesError) as info:
+        _dataset(data, [], metainfo=dict(classes=('not_a_coco_class',)))
+    message = str(info.value)
+    assert data['ann_file'] in message and '0 instances to prompt' in message
+    # 9 shapes, the crowd, undeclared and segmentation-less ones, the missing image's blob
+    assert "13 annotations of categories outside the dataset's classes" in message
+    assert '1 images whose file does not exist' in message
+    assert "classes: 1 from metainfo: 'not_a_coco_class'" in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_zero_usable_detections_stop_the_load(data, tmp_path):
+    from mmsam.datasets import NoInstancesError
+
+    det_file = tmp_path / 'dets.bbox.json'
+    dets = [dict(image_id=101, category_id=77, bbox=[1, 1, 5, 5], score=0.9)] * 2
+    dets.append(dict(image_id=101, category_id=1, bbox=[1, 1, 5, 5], score=0.01))
+    det_file.write_text(json.dumps(dets))
+    with pytest.raises(NoInstancesError, match='dets.bbox.json: nothing to prompt: 0 of 3') as e:
+        _dataset(data, [], det_prompt_file=str(det_file), det_score_thr=0.05)
+    assert '2 (unknown category)' in str(e.value) and '1 (below det_score_thr)' in str(e.value)

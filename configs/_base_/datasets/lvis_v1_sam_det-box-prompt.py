@@ -1,11 +1,12 @@
 # LVIS v1 val with box prompts from a detector's COCO-style results JSON
 # ([{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...], e.g. the
 # *.bbox.json that mmdet's CocoMetric/LVISMetric writes with format_only=True),
-# the SAM paper's instance-segmentation protocol. Needs the `lvis` package.
+# the SAM paper's instance-segmentation protocol. Needs the `lvis` package
+# (requirements/optional.txt; see mmsam/datasets/lvis_api.py).
 # Override the locations with --cfg-options
 #   test_dataloader.dataset.data_root=/path/to/lvis_v1/
 #   test_dataloader.dataset.det_prompt_file=/path/to/detections.bbox.json
-#   test_evaluator.0.ann_file=/path/to/lvis_v1/annotations/lvis_v1_val.json
+# (the metric reads the dataset's annotation file). The categories are the file's.
 _base_ = ['./coco_sam_box-prompt.py']  # the data loader settings
 
 dataset_type = 'SAMLVISV1Dataset'
@@ -34,7 +35,6 @@ test_dataloader = dict(
 test_evaluator = [
     dict(
         type='SAMLVISMetric',
-        ann_file=data_root + 'annotations/lvis_v1_val.json',
         metric='segm',
         score_source='prompt',
         backend_args={{_base_.backend_args}},

@@ -1,11 +1,11 @@
-"""mmdet's COCO/LVIS mask AP for SAM's prompted masks."""
+"""mmdet's COCO mask AP for SAM's prompted masks, and what the LVIS metric shares with it."""
 
 import logging
 from collections import Counter
 from typing import Dict, Optional, Sequence
 
 from mmdet.datasets.api_wrappers import COCO
-from mmdet.evaluation import CocoMetric, LVISMetric
+from mmdet.evaluation import CocoMetric
 from mmdet.registry import METRICS
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
@@ -14,13 +14,18 @@ from ...datasets.annotation_audit import segmentation_problem
 
 
 class PromptScoreMixin:
-    """Two adjustments of mmdet's AP metrics for prompted segmentation:
+    """Three adjustments of mmdet's AP metrics for prompted segmentation:
 
     * ``score_source='prompt'`` ranks each mask by its prompt's score (the detector's
       box score, ``gt_instances.scores``) instead of SAM's predicted IoU;
     * the images evaluated are those that were predicted (an image skipped by the
       dataset, e.g. a missing file, is not counted as all-missed; the dataset's log
-      line counts them).
+      line counts them);
+    * labels map to category ids through ``dataset_meta['cat_ids']`` (label ``i`` is
+      ``cat_ids[i]``, as :class:`mmsam.datasets.SAMCocoDataset` numbers the categories
+      it took from the annotation file) rather than by looking the class names up
+      again; the annotation file is ``dataset_meta['ann_file']`` unless the metric was
+      given its own ``ann_file``.
 
     Args:
         score_source (str): ``'model'`` (SAM's predicted IoU) or ``'prompt'``.
@@ -51,6 +56,23 @@ class PromptScoreMixin:
     def compute_metrics(self, results: list) -> Dict[str, float]:
         self.img_ids = sorted({gt['img_id'] for gt, _ in results})
         return super().compute_metrics(results)
+
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, dataset_meta: dict) -> None:
+        self._dataset_meta = dataset_meta
+        meta = dataset_meta or {}
+        if meta.get('cat_ids') is not None:
+            self.cat_ids = list(meta['cat_ids'])
+        if meta.get('ann_file'):
+            self._ground_truth_from(meta['ann_file'])
+
+    def _ground_truth_from(self, ann_file: str) -> None:
+        """Load the ground truth from the dataset's ``ann_file`` unless already loaded."""
+        raise NotImplementedError
 
 
 @METRICS.register_module()
@@ -91,23 +113,10 @@ class SAMCocoMetric(PromptScoreMixin, CocoMetric):
                 level=logging.WARNING,
             )
 
-    @property
-    def dataset_meta(self) -> Optional[dict]:
-        return self._dataset_meta
-
-    @dataset_meta.setter
-    def dataset_meta(self, dataset_meta: dict) -> None:
-        self._dataset_meta = dataset_meta
-        ann_file = (dataset_meta or {}).get('ann_file')
-        if self._coco_api is None and ann_file:
+    def _ground_truth_from(self, ann_file: str) -> None:
+        if self._coco_api is None:
             with get_local_path(ann_file, backend_args=self.backend_args) as local_path:
                 self._coco_api = COCO(local_path)
             print_log(
                 f'{type(self).__name__}: ground truth from {ann_file}', 'current', logging.INFO
             )
-
-
-@METRICS.register_module()
-class SAMLVISMetric(PromptScoreMixin, LVISMetric):
-    """mmdet's ``LVISMetric`` (needs the ``lvis`` package) with :class:`PromptScoreMixin`'s
-    adjustments."""
