@@ -21,6 +21,11 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..structures.polygons import (
+    DEFAULT_POLYGON_MIN_IOU,
+    mask_to_coco_polygons,
+    segmentation_area_bbox,
+)
 from ..structures.rle import coco_rle_area, masks_to_coco_rle
 from ..utils.atomic_file import atomic_write_json
 from .batch_runner import BatchReport, run_over_images
@@ -123,21 +128,21 @@ def _settings_key(**settings: Any) -> str:
     return hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]
 
 
-def _mask_to_polygons(mask: np.ndarray) -> List[List[float]]:
-    """Outer contours of a binary mask as COCO polygons (lists of x, y; >= 3 points)."""
-    import cv2
-
-    contours, _ = cv2.findContours(
-        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
-
-
 class _Annotator:
     """Detect, segment and cache the records of one image at a time."""
 
     def __init__(
-        self, detector, predictor, root, cache_dir, conf, classes, max_det, mask_format, batch
+        self,
+        detector,
+        predictor,
+        root,
+        cache_dir,
+        conf,
+        classes,
+        max_det,
+        mask_format,
+        batch,
+        polygon=None,
     ):
         self.detector = detector
         self.predictor = predictor
@@ -148,6 +153,7 @@ class _Annotator:
         self.max_det = max_det
         self.mask_format = mask_format
         self.batch = batch
+        self.polygon = polygon or {}  # mask_to_coco_polygons' min_iou and tolerance
 
     def relpath(self, path: str) -> str:
         return osp.relpath(path, self.root).replace(os.sep, '/')
@@ -188,8 +194,6 @@ class _Annotator:
         return np.concatenate(parts) if parts else np.zeros((0, height, width), bool)
 
     def __call__(self, path: str) -> None:
-        from pycocotools import mask as mask_api
-
         rgb = load_image(path)
         boxes, scores, labels = self._detect(rgb)
         masks = self._segment(rgb, boxes) if len(boxes) else np.zeros((0, *rgb.shape[:2]), bool)
@@ -199,13 +203,16 @@ class _Annotator:
         for i, rle in enumerate(rles):
             if areas[i] <= 0:
                 continue  # SAM found nothing inside this box
-            bbox = mask_api.toBbox({'size': rle['size'], 'counts': rle['counts'].encode()})
-            seg = rle if self.mask_format == 'rle' else _mask_to_polygons(masks[i])
+            seg = rle
+            if self.mask_format == 'polygon':  # exact pixel-edge polygons, or RLE (logged)
+                name = f'{self.relpath(path)} detection {i}'
+                seg = mask_to_coco_polygons(masks[i], name=name, **self.polygon)
+            area, bbox = segmentation_area_bbox(seg, *rgb.shape[:2])  # of what is written
             anns.append(
                 dict(
                     label=int(labels[i]),
-                    bbox=[float(v) for v in bbox],
-                    area=float(areas[i]),
+                    bbox=bbox,
+                    area=area,
                     score=float(scores[i]),
                     det_bbox=[float(v) for v in boxes[i]],
                     segmentation=seg,
@@ -258,6 +265,8 @@ def auto_annotate(
     sam_weights: Union[bool, str] = True,
     det_cfg_options: Optional[dict] = None,
     mask_format: str = 'rle',
+    polygon_min_iou: float = DEFAULT_POLYGON_MIN_IOU,
+    polygon_tolerance: float = 0.0,
     ann_file: str = 'annotations.json',
     sam_batch: int = 64,
     progress: bool = True,
@@ -279,7 +288,15 @@ def auto_annotate(
         det_weights (str, optional): Detector checkpoint (path or URL).
         sam_weights (bool | str): ``True`` for the model's published weights, or a path.
         det_cfg_options (dict, optional): Detector config overrides.
-        mask_format (str): ``'rle'`` (COCO compressed RLE) or ``'polygon'``.
+        mask_format (str): ``'rle'`` (COCO compressed RLE) or ``'polygon'`` (the
+            pixel-edge boundary of every part with holes bridged in, which pycocotools
+            decodes back to exactly the mask; see :mod:`mmsam.structures.polygons`).
+        polygon_min_iou (float): With ``'polygon'``, a mask whose polygons decode to a
+            lower IoU with it is written as RLE instead, with a warning in the log.
+            Exact polygons (``polygon_tolerance=0``) always reach IoU 1.
+        polygon_tolerance (float): Douglas-Peucker simplification of the polygons, in
+            pixels; ``0`` keeps them exact (more vertices), ``1`` keeps IoU >= 0.98 for
+            masks 60+ px across.
         ann_file (str): Name of the COCO file in ``output_dir``.
         sam_batch (int): Boxes decoded together (bounds memory on big images).
         progress (bool): Show a progress bar.
@@ -293,6 +310,11 @@ def auto_annotate(
     """
     if mask_format not in ('rle', 'polygon'):
         raise ValueError(f"mask_format must be 'rle' or 'polygon', got {mask_format!r}")
+    if not 0.0 <= float(polygon_min_iou) <= 1.0 or float(polygon_tolerance) < 0:
+        raise ValueError(
+            f'polygon_min_iou must be in [0, 1] and polygon_tolerance >= 0, got '
+            f'{polygon_min_iou} and {polygon_tolerance}'
+        )
     if not 0.0 <= float(conf) <= 1.0:
         raise ValueError(f'conf must be in [0, 1], got {conf}')
     data = os.fspath(data)
@@ -321,6 +343,8 @@ def auto_annotate(
         max_det=max_det,
         classes=classes,
         mask_format=mask_format,
+        polygon_min_iou=None if mask_format == 'rle' else float(polygon_min_iou),
+        polygon_tolerance=None if mask_format == 'rle' else float(polygon_tolerance),
     )
     annotator = _Annotator(
         detector,
@@ -332,6 +356,7 @@ def auto_annotate(
         int(max_det),
         mask_format,
         max(int(sam_batch), 1),
+        dict(min_iou=float(polygon_min_iou), tolerance=float(polygon_tolerance)),
     )
     report = run_over_images(images, annotator, annotator.is_done, 'annotate', progress)
     failed = {path for path, _ in report.failed}

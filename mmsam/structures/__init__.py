@@ -1,4 +1,4 @@
-"""Data structures and transforms: coordinate transforms, masks and RLE."""
+"""Data structures and transforms: coordinate transforms, masks, RLE and polygons."""
 
 from .._compat import torch_installed
 from .transforms import (
@@ -27,6 +27,14 @@ if torch_installed():
         uncrop_masks,
         uncrop_points,
         upscale_mask_logits,
+    )
+    from .polygons import (
+        DEFAULT_POLYGON_MIN_IOU,
+        mask_to_coco_polygons,
+        mask_to_polygons,
+        polygons_to_mask,
+        polygons_to_rle,
+        segmentation_area_bbox,
     )
     from .rle import (
         coco_rle_area,
@@ -62,6 +70,12 @@ if torch_installed():
         'uncrop_masks',
         'uncrop_points',
         'upscale_mask_logits',
+        'DEFAULT_POLYGON_MIN_IOU',
+        'mask_to_coco_polygons',
+        'mask_to_polygons',
+        'polygons_to_mask',
+        'polygons_to_rle',
+        'segmentation_area_bbox',
         'coco_rle_area',
         'coco_rle_to_mask',
         'mask_to_rle',

@@ -1,6 +1,12 @@
-"""auto_annotate: random RetinaNet + tiny random SAM write a COCO file that CocoDataset loads."""
+"""auto_annotate: random RetinaNet + tiny random SAM write a COCO file that CocoDataset loads.
+
+Every random model and input is seeded right before it is built. Polygon output is
+checked on fixed masks (a predictor that serves them), so what it checks does not hang
+on what a random SAM happens to segment on a given CPU.
+"""
 
 import json
+import logging
 import os.path as osp
 from pathlib import Path
 
@@ -58,9 +64,10 @@ def _write_detector(tmp_path):
 def setup(tmp_path_factory):
     from mmdet.registry import MODELS
 
-    import mmsam  # noqa: F401
+    import mmsam.registration  # noqa: F401  (registers the modules)
 
     tmp = tmp_path_factory.mktemp('annotate')
+    torch.manual_seed(0)  # randomize_parameters adds noise to the initial weights
     sam = MODELS.build(sam_model_cfg('tiny', img_size=256, window_size=4))
     randomize_parameters(sam, seed=2)
     config, checkpoint = _write_detector(tmp)
@@ -82,11 +89,11 @@ def setup(tmp_path_factory):
     return dict(config=config, checkpoint=checkpoint, sam=sam, data=data, tmp=tmp)
 
 
-def _run(setup, out, data=None, **kwargs):
+def _run(setup, out, data=None, sam_model=None, **kwargs):
     return auto_annotate(
         str(data or setup['data']),
         setup['config'],
-        SAMPredictor(setup['sam']),
+        sam_model or SAMPredictor(setup['sam']),
         device='cpu',
         output_dir=str(out),
         conf=0.0,
@@ -164,21 +171,91 @@ def test_coco_file_loads_in_mmdet(setup):
     assert json.loads(Path(again.ann_file).read_text()) == coco
 
 
-def test_no_detections_and_polygons(setup):
+def hard_mask(k: int, h: int, w: int) -> np.ndarray:
+    """A mask that pixel-centre contours lose parts of: 1-px lines, a diagonal, holes with
+    an island, parts touching at a corner, single pixels, speckle (seeded by ``k``)."""
+    mask = np.zeros((h, w), bool)
+    mask[2, 2:30] = True  # horizontal 1-px line
+    mask[4:40, 1] = True  # vertical 1-px line
+    idx = np.arange(12)
+    mask[idx + 5, idx + 4] = True  # diagonal 1-px line (8-connected)
+    mask[6:22, 20:40] = True
+    mask[9:13, 23:28] = False  # a hole
+    mask[15:20, 30:38] = False  # a hole with an island
+    mask[17, 33] = True
+    mask[22:26, 40:44] = True  # touches the square at a corner
+    mask[30, 30] = True  # a single pixel
+    mask[28:h, 46:w] = np.random.default_rng(k).random((h - 28, w - 46)) < 0.5
+    return mask
+
+
+class HardMaskPredictor(SAMPredictor):
+    """A predictor that gives the ``k``-th box of an image :func:`hard_mask` ``(k)``."""
+
+    def set_image(self, image, image_format='RGB'):
+        self.hw, self.served = image.shape[:2], 0
+
+    def predict(self, box=None, multimask_output=True, **kwargs):
+        n = len(box)
+        masks = np.stack([hard_mask(self.served + k, *self.hw) for k in range(n)])[:, None]
+        self.served += n
+        return masks, np.ones((n, 1), np.float32), np.zeros((n, 1, 4, 4), np.float32)
+
+
+def _numpy_bbox(mask):
+    ys, xs = np.nonzero(mask)
+    return [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+
+
+def test_no_detections_and_polygons(setup, log_records):
+    from pycocotools import mask as mask_api
     from pycocotools.coco import COCO
 
-    sub = setup['data'] / 'sub'  # one image keeps this test fast
+    sub = setup['data'] / 'sub'  # one image (48 x 64) keeps this test fast
     empty = _run(setup, setup['tmp'] / 'none', data=sub, classes=[])
     coco = json.loads(Path(empty.ann_file).read_text())
     assert coco['annotations'] == [] and [im['file_name'] for im in coco['images']] == ['gray.png']
     assert len(COCO(empty.ann_file).getImgIds()) == 1
 
-    poly = _run(setup, setup['tmp'] / 'poly', data=sub, mask_format='polygon', max_det=2)
+    # the polygons decode (pycocotools' annToMask) to exactly the masks, holes and all
+    predictor = HardMaskPredictor(setup['sam'])
+    poly = _run(setup, setup['tmp'] / 'poly', sub, mask_format='polygon', sam_model=predictor)
     coco = json.loads(Path(poly.ann_file).read_text())
-    assert 0 < len(coco['annotations']) <= 2
+    anns = sorted(coco['annotations'], key=lambda a: a['id'])
+    assert 0 < len(anns) <= 4  # the detector's max_per_img
     api = COCO(poly.ann_file)
-    for ann in coco['annotations']:
+    for k, ann in enumerate(anns):
+        expected = hard_mask(k, 48, 64)
         assert isinstance(ann['segmentation'], list) and ann['segmentation']
-        assert api.annToMask(ann).sum() > 0
+        np.testing.assert_array_equal(api.annToMask(ann).astype(bool), expected)
+        rle = api.annToRLE(ann)
+        assert ann['area'] == mask_api.area(rle) == expected.sum()
+        assert ann['bbox'] == mask_api.toBbox(rle).tolist() == _numpy_bbox(expected)
+    assert not [r for r in log_records if 'polygons decode' in r.getMessage()]
+
+    # simplified polygons that lose too much: written as RLE, one log line each
+    lossy = _run(
+        setup,
+        setup['tmp'] / 'lossy',
+        sub,
+        mask_format='polygon',
+        sam_model=predictor,
+        polygon_tolerance=3.0,
+    )
+    coco = json.loads(Path(lossy.ann_file).read_text())
+    anns = sorted(coco['annotations'], key=lambda a: a['id'])
+    fallbacks = [r for r in log_records if 'polygons decode' in r.getMessage()]
+    assert len(anns) == len(fallbacks) > 0
+    api = COCO(lossy.ann_file)
+    for k, (ann, record) in enumerate(zip(anns, fallbacks)):
+        expected = hard_mask(k, 48, 64)
+        assert isinstance(ann['segmentation'], dict)
+        np.testing.assert_array_equal(api.annToMask(ann).astype(bool), expected)
+        assert ann['area'] == expected.sum() and ann['bbox'] == _numpy_bbox(expected)
+        assert f'gray.png detection {k}' in record.getMessage()
+        assert record.levelno == logging.WARNING
+
     with pytest.raises(ValueError, match='mask_format'):
         _run(setup, setup['tmp'] / 'x', mask_format='bitmap')
+    with pytest.raises(ValueError, match='polygon_min_iou'):
+        _run(setup, setup['tmp'] / 'x', mask_format='polygon', polygon_min_iou=2.0)
