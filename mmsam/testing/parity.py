@@ -101,6 +101,11 @@ def randomize_parameters(model: nn.Module, seed: int = 0, scale: float = 0.02) -
 
     Zero-initialized position tables get a larger draw (std 0.1 for
     ``pos_embed``, 0.5 for ``rel_pos_*``) so that their effect is visible.
+
+    The noise is *added* to the current values, and buffers (such as the prompt
+    encoder's random Fourier matrix) are left as they are: build the model right after
+    ``torch.manual_seed(...)`` (as :func:`build_official_sam` does), or the weights
+    depend on whatever used torch's global generator before.
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

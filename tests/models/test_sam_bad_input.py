@@ -12,6 +12,7 @@ from mmsam.testing import sam_model_cfg
 
 @pytest.fixture(scope='module')
 def model():
+    torch.manual_seed(0)  # a module fixture: set up before the per-test seeding
     return MODELS.build(sam_model_cfg('tiny', img_size=256)).eval()
 
 
