@@ -9,3 +9,8 @@ _base_ = [
 custom_imports = dict(
     imports=['mmsam', 'mmsam.datasets', 'mmsam.evaluation'], allow_failed_imports=False
 )
+
+# The SAM paper's protocol: the single click gets the three multimask outputs; the one
+# with the highest predicted IoU is scored (mIoU@1), the best against the ground truth
+# is the oracle. False would take the single output token instead.
+model = dict(test_cfg=dict(multimask_output='auto'))

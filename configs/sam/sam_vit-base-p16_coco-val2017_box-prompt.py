@@ -8,3 +8,8 @@ _base_ = [
 custom_imports = dict(
     imports=['mmsam', 'mmsam.datasets', 'mmsam.evaluation'], allow_failed_imports=False
 )
+
+# The SAM paper's protocol: each box gets the single output (the decoder's output
+# token 0), as for the published box-prompt numbers; True would pick the best of three
+# outputs by predicted IoU (--cfg-options model.test_cfg.multimask_output=True).
+model = dict(test_cfg=dict(multimask_output='auto'))

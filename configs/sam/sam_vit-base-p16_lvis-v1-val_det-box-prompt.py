@@ -8,3 +8,7 @@ _base_ = [
 custom_imports = dict(
     imports=['mmsam', 'mmsam.datasets', 'mmsam.evaluation'], allow_failed_imports=False
 )
+
+# The SAM paper's protocol: each detector box gets the single output (the decoder's
+# output token 0); True would pick the best of three outputs by predicted IoU.
+model = dict(test_cfg=dict(multimask_output='auto'))

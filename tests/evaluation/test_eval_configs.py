@@ -10,9 +10,10 @@ from mmengine.config import Config
 import mmsam  # noqa: F401
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
+# the evaluation configs (``*_coco-instance.py`` are fine-tuning configs, tested elsewhere)
 EVAL_CONFIGS = sorted(
-    glob.glob(osp.join(CONFIGS, 'sam', '*_coco-*.py'))
-    + glob.glob(osp.join(CONFIGS, 'sam', '*_lvis-*.py'))
+    glob.glob(osp.join(CONFIGS, 'sam', '*_coco-val2017_*.py'))
+    + glob.glob(osp.join(CONFIGS, 'sam', '*_lvis-v1-val_*.py'))
 )
 
 
@@ -44,5 +45,7 @@ def test_eval_config_parts_are_registered(path):
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
     assert model.image_size == 1024 and model.data_preprocessor.bgr_to_rgb
+    # the SAM paper's prompt protocol: three outputs for a single point only
+    assert model.test_cfg['multimask_output'] == 'auto' and model.num_mask_outputs == 3
     if '5-click' in path:
         assert type(model).__name__ == 'InteractiveSAM' and model.num_clicks == 5

@@ -221,8 +221,14 @@ def test_predict_with_data_samples_matches_official_forward(pair, hw):
     )
     data = dict(inputs=[torch.from_numpy(image).permute(2, 0, 1)], data_samples=[_data_sample(gt)])
     ours.data_preprocessor.bgr_to_rgb = False
-    with torch.no_grad():
-        out = ours.test_step(data)[0]
+    # three outputs for box + points prompts, as the reference call above (the paper's
+    # protocol, the default, is tested in test_sam_prompt_protocol.py)
+    ours.test_cfg['multimask_output'] = True
+    try:
+        with torch.no_grad():
+            out = ours.test_step(data)[0]
+    finally:
+        ours.test_cfg['multimask_output'] = 'auto'
     pred = out.pred_instances
     assert pred.multimask_masks.shape == (2, 3, h, w)
     assert _maxdiff(pred.mask_logits, ref['low_res_logits']) <= ATOL

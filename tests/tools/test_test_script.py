@@ -2,7 +2,11 @@
 
 The expected numbers are computed here independently: the official ``SamPredictor`` on
 the same weights, images and prompts, ground truth decoded by pycocotools, clicks from
-scipy's Euclidean distance transform and a click loop of this file's own.
+scipy's Euclidean distance transform and a click loop of this file's own. The reference
+follows the SAM paper's protocol (the configs' default): ``multimask_output=False`` (the
+single output token) for boxes and for clicks 2..N, three outputs (best by predicted IoU,
+and the oracle) for the first click; ``model.test_cfg.multimask_output=True`` forces three
+outputs everywhere, checked against the official predictor with three outputs everywhere.
 """
 
 import glob
@@ -19,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from pycocotools import mask as mask_api
 from pycocotools.coco import COCO
 from scipy import ndimage
@@ -39,11 +44,15 @@ TOL = 1e-4
 
 
 # ----------------------------------------------------------------- set-up
-def _write_config(path, base, data_root, interactive=False):
+def _write_config(path, base, data_root, interactive=False, multimask=None):
     model = sam_model_cfg('tiny', img_size=IMG_SIZE, window_size=WINDOW)
     model['data_preprocessor']['bgr_to_rgb'] = True  # LoadImageFromFile reads BGR
     if interactive:
         model.update(type='InteractiveSAM', num_clicks=NUM_CLICKS)
+    # the evaluation config's test-time protocol, or the key that overrides it
+    model['test_cfg'] = dict(Config.fromfile(osp.join(CONFIGS, base)).model.test_cfg)
+    if multimask is not None:
+        model['test_cfg']['multimask_output'] = multimask
     model['_delete_'] = True
     with open(path, 'w') as f:
         f.write(f'_base_ = [{osp.join(CONFIGS, base)!r}]\n')
@@ -72,12 +81,16 @@ def setup(tmp_path_factory, one_thread):
     checkpoint = str(tmp / 'sam_tiny.pth')
     save_checkpoint(convert_official_to_mmsam(official.state_dict()), checkpoint)
     root = data['data_root'] + '/'
+    box = 'sam_vit-base-p16_coco-val2017_box-prompt.py'
+    point = 'sam_vit-base-p16_coco-val2017_1-point.py'
+    click = 'sam_vit-base-p16_coco-val2017_5-click.py'
     configs = dict(
-        box=_write_config(tmp / 'box.py', 'sam_vit-base-p16_coco-val2017_box-prompt.py', root),
-        point=_write_config(tmp / 'point.py', 'sam_vit-base-p16_coco-val2017_1-point.py', root),
-        click=_write_config(
-            tmp / 'click.py', 'sam_vit-base-p16_coco-val2017_5-click.py', root, True
-        ),
+        box=_write_config(tmp / 'box.py', box, root),
+        point=_write_config(tmp / 'point.py', point, root),
+        click=_write_config(tmp / 'click.py', click, root, True),
+        # the config key that forces three outputs for every prompt
+        box_multimask=_write_config(tmp / 'box_multimask.py', box, root, multimask=True),
+        click_multimask=_write_config(tmp / 'click_multimask.py', click, root, True, True),
     )
     return dict(tmp=tmp, data=data, official=official, checkpoint=checkpoint, configs=configs)
 
@@ -153,14 +166,19 @@ def _reference_instances(data):
     return coco, out
 
 
-def _reference_box(official, images):
+def _reference_box(official, images, multimask=False):
+    """mIoU, oracle mIoU and COCO results of the official predictor with box prompts.
+
+    The paper's protocol: a box gets the single output (``multimask_output=False``).
+    """
     predictor = SamPredictor(official)
     default, oracle, results = [], [], []
     for img_id, rgb, instances in images:
         predictor.set_image(rgb)
         for ann, gt in instances:
             x, y, w, h = ann['bbox']
-            masks, scores, _ = predictor.predict(box=np.array([x, y, x + w, y + h]))
+            box = np.array([x, y, x + w, y + h])
+            masks, scores, _ = predictor.predict(box=box, multimask_output=multimask)
             best = int(np.argmax(scores))
             ious = [_iou(m, gt) for m in masks]
             default.append(ious[best])
@@ -178,8 +196,14 @@ def _reference_box(official, images):
     return np.mean(default), np.mean(oracle), results
 
 
-def _reference_clicks(official, images, num_clicks):
-    """Per-click mIoU (default, oracle) of this file's own click loop."""
+def _reference_clicks(official, images, num_clicks, multimask_after_first=False):
+    """Per-click mIoU (default, oracle) of this file's own click loop.
+
+    The paper's protocol: the first click (a single, ambiguous point) gets three outputs,
+    the one with the highest predicted IoU kept; clicks 2..N get the single output
+    (``multimask_output=False``), the previous round's low-resolution logits as
+    ``mask_input``. ``multimask_after_first`` keeps three outputs for every click.
+    """
     predictor = SamPredictor(official)
     default, oracle = [], []
     for _, rgb, instances in images:
@@ -192,7 +216,7 @@ def _reference_clicks(official, images, num_clicks):
                     point_coords=np.array(points),
                     point_labels=np.array(labels),
                     mask_input=None if logits is None else logits[None],
-                    multimask_output=True,
+                    multimask_output=k == 0 or multimask_after_first,
                 )
                 best = int(np.argmax(scores))
                 ious = [_iou(m, gt) for m in masks]
@@ -217,8 +241,9 @@ def reference(setup):
 
 
 # ----------------------------------------------------------------- tests
-def test_box_prompts_match_official_predictor(setup, reference):
-    rc, out, metrics = _test_script(setup, 'box', '--out', str(setup['tmp'] / 'box.pkl'))
+def _check_box_metrics(setup, reference, name, multimask):
+    """tools/test.py on box prompts against the official predictor; the reference results."""
+    rc, out, metrics = _test_script(setup, name, '--out', str(setup['tmp'] / f'{name}.pkl'))
     # the fixture's image with a missing file is reported, skipped, and fails the run
     assert rc == 1, out[-3000:]
     assert '1 image files of the annotation file were missing' in out
@@ -226,7 +251,7 @@ def test_box_prompts_match_official_predictor(setup, reference):
     assert metrics is not None, out[-3000:]
     images = reference['images']
     n = sum(len(inst) for _, _, inst in images)
-    miou, oracle, results = _reference_box(setup['official'], images)
+    miou, oracle, results = _reference_box(setup['official'], images, multimask)
     assert metrics['coco/num_instances'] == n == 9
     assert abs(metrics['coco/mIoU@1'] - miou) < TOL
     assert abs(metrics['coco/oracle_mIoU@1'] - oracle) < TOL
@@ -246,11 +271,24 @@ def test_box_prompts_match_official_predictor(setup, reference):
     ev.accumulate()
     ev.summarize()
     assert abs(metrics['coco/segm_mAP'] - round(ev.stats[0], 3)) < 1e-9
+    return metrics
 
+
+def test_box_prompts_match_official_predictor(setup, reference):
+    """The paper's protocol: one output per box; mask AP and mIoU as the official code."""
+    metrics = _check_box_metrics(setup, reference, 'box', multimask=False)
+    # one output per box: the oracle has nothing else to choose from
+    assert metrics['coco/oracle_mIoU@1'] == metrics['coco/mIoU@1']
     with open(setup['tmp'] / 'box.pkl', 'rb') as f:
         dumped = pickle.load(f)
-    assert [d['img_id'] for d in dumped] == [img_id for img_id, _, _ in images]
+    assert [d['img_id'] for d in dumped] == [img_id for img_id, _, _ in reference['images']]
     assert all(len(d['pred_instances']['masks']) == len(d['prompts']['bboxes']) for d in dumped)
+
+
+def test_box_prompts_with_forced_multimask_output(setup, reference):
+    """``model.test_cfg.multimask_output=True``: the best of three by predicted IoU."""
+    metrics = _check_box_metrics(setup, reference, 'box_multimask', multimask=True)
+    assert metrics['coco/oracle_mIoU@1'] > metrics['coco/mIoU@1']
 
 
 @pytest.fixture(scope='module')
@@ -279,6 +317,25 @@ def test_click_prompts_match_official_predictor(setup, reference_clicks):
         assert abs(metrics[f'coco/oracle_mIoU@{k + 1}'] - oracle[k]) < TOL, (k, metrics, oracle)
     # clicks change the masks: the loop is not a repetition of the first round
     assert len({round(metrics[f'coco/mIoU@{k + 1}'], 6) for k in range(NUM_CLICKS)}) > 1
+    # clicks 2..N have one output: the oracle is the returned mask
+    for k in range(1, NUM_CLICKS):
+        assert metrics[f'coco/oracle_mIoU@{k + 1}'] == metrics[f'coco/mIoU@{k + 1}']
+
+
+def test_clicks_with_forced_multimask_output(setup, reference):
+    """``model.test_cfg.multimask_output=True``: three outputs after every click."""
+    default, oracle = _reference_clicks(
+        setup['official'], reference['images'], NUM_CLICKS, multimask_after_first=True
+    )
+    rc, out, metrics = _test_script(setup, 'click_multimask')
+    assert metrics is not None, out[-3000:]
+    for k in range(NUM_CLICKS):
+        assert abs(metrics[f'coco/mIoU@{k + 1}'] - default[k]) < TOL, (k, metrics, default)
+        assert abs(metrics[f'coco/oracle_mIoU@{k + 1}'] - oracle[k]) < TOL, (k, metrics, oracle)
+    assert any(
+        metrics[f'coco/oracle_mIoU@{k + 1}'] > metrics[f'coco/mIoU@{k + 1}']
+        for k in range(1, NUM_CLICKS)
+    )
 
 
 @pytest.mark.slow

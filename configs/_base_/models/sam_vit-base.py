@@ -41,5 +41,7 @@ model = dict(
         iou_head_hidden_dims=256,
     ),
     mask_threshold=0.0,
-    test_cfg=dict(multimask_output=True, prompts_per_batch=64),
+    # multimask_output: 'auto' = the SAM paper's protocol (three outputs for a single
+    # point, the single output for boxes and several points); True / False force it
+    test_cfg=dict(multimask_output='auto', prompts_per_batch=64),
 )

@@ -21,11 +21,18 @@ class InteractiveSAM(SAM):
     (``gt_instances.points (N, 1, 2)``, ``point_labels (N, 1)``, e.g. from
     :class:`mmsam.datasets.PointPromptsFromGT`). After each round, the next click is
     the point farthest from the boundary of the larger error region of the mask SAM
-    returns (the output with the highest predicted IoU): positive in a false-negative
-    region, negative in a false-positive one
+    returns: positive in a false-negative region, negative in a false-positive one
     (:func:`mmsam.evaluation.next_click`). Each round decodes all clicks so far with
     the previous round's low-resolution logits of that mask as ``mask_inputs``. An
     instance whose mask is exact gets no more clicks and keeps its IoU.
+
+    Which mask SAM returns follows ``test_cfg['multimask_output']`` (see :class:`SAM`):
+    with ``'auto'`` (default, the SAM paper's protocol) the first click gets the three
+    multimask outputs, the one with the highest predicted IoU returned and the best of
+    the three against the ground truth as the oracle; clicks 2..K get the single
+    output (the oracle is then that mask too). ``True`` picks the best of three by
+    predicted IoU after every click, ``False`` takes the single output after every
+    click.
 
     Needs the ground-truth masks in ``gt_instances.masks`` (``(N, H, W)``, original
     size; ``BitmapMasks``, array or tensor).
@@ -34,9 +41,10 @@ class InteractiveSAM(SAM):
         num_clicks (int): Clicks per instance, ``K >= 1``. Defaults to 5.
         **kwargs: The arguments of :class:`SAM`.
 
-    ``pred_instances`` hold :class:`SAM`'s fields for the last round plus
+    ``pred_instances`` hold :class:`SAM`'s fields for the last round (``C`` outputs as
+    in :meth:`SAM.predict`) plus
     ``click_ious (N, K)`` float64 (IoU of the returned mask after each click),
-    ``click_oracle_ious (N, K)`` (best of the multimask outputs after each click),
+    ``click_oracle_ious (N, K)`` (best of the ``C`` outputs after each click),
     ``click_points (N, K, 2)`` (original frame) and ``click_labels (N, K)``
     (1 positive, 0 negative, -1 no click: the instance was already exact).
     """
@@ -91,8 +99,7 @@ class InteractiveSAM(SAM):
         device = embedding.device
         ori_shape = tuple(int(s) for s in sample.metainfo['ori_shape'][:2])
         img_shape = tuple(int(s) for s in sample.metainfo['img_shape'][:2])
-        multimask = bool(self.test_cfg.get('multimask_output', True))
-        num_out = self.mask_decoder.num_multimask_outputs if multimask else 1
+        num_out = self.num_mask_outputs
         n, k_max = len(gt), self.num_clicks
         h, w = ori_shape
         gt_masks = to_bool_masks(gt.masks).to(device)
@@ -115,6 +122,7 @@ class InteractiveSAM(SAM):
         res.multimask_scores = torch.zeros((n, num_out), device=device)
         logit_size = tuple(self.prompt_encoder.mask_input_size)
         res.mask_logits = torch.zeros((n, num_out, *logit_size), device=device)
+        res.multimask_output = torch.zeros((n,), dtype=torch.bool, device=device)
         chosen_logits = torch.zeros((n, 1, *logit_size), device=device)
 
         active = np.arange(n)
@@ -138,10 +146,10 @@ class InteractiveSAM(SAM):
                 labels[sel, : k + 1],
             )
             mask_inputs = None if k == 0 else chosen_logits[sel]
-            low_res, iou = self.predict_prompts(
-                embedding, points=points, mask_inputs=mask_inputs, multimask_output=multimask
+            low_res, iou, multi = self.decode_prompts(
+                embedding, points=points, mask_inputs=mask_inputs
             )
-            all_masks = self.postprocess_masks(low_res, img_shape, ori_shape) > self.mask_threshold
+            all_masks = self.upscale_masks(low_res, multi, img_shape, ori_shape)
             best = iou.argmax(dim=1)
             rows = torch.arange(len(sel), device=device)
             out_ious = mask_iou(all_masks, gt_masks[sel][:, None]).cpu()  # (n_active, C)
@@ -152,6 +160,7 @@ class InteractiveSAM(SAM):
             res.multimask_masks[sel] = all_masks
             res.multimask_scores[sel] = iou
             res.mask_logits[sel] = low_res
+            res.multimask_output[sel] = multi
             chosen_logits[sel] = low_res[rows, best][:, None]  # fed back next round
         return self._finish(res, gt, ious, oracle, coords, labels)
 

@@ -29,9 +29,23 @@ class SAM(BaseDetector):
         mask_decoder (dict): Config of :class:`SAMMaskDecoder`.
         data_preprocessor (dict, optional): Config of :class:`SAMDataPreprocessor`.
         mask_threshold (float): Logit threshold of the binary masks. Defaults to 0.0.
-        test_cfg (dict, optional): ``multimask_output`` (bool, default True) and
-            ``prompts_per_batch`` (int or None: prompts per decoder call, to bound
-            memory; results do not depend on it; default None = all at once).
+        test_cfg (dict, optional): ``multimask_output`` and ``prompts_per_batch``
+            (int or None: prompts per decoder call, to bound memory; results do not
+            depend on it; default None = all at once). ``multimask_output`` chooses
+            which prompts get the three multimask outputs (the returned mask is the
+            one with the highest predicted IoU) and which get the single output
+            (the decoder's output token 0, the "fourth" mask of the SAM paper, as
+            the official ``SamPredictor.predict(..., multimask_output=False)``):
+
+            * ``'auto'`` (default): the SAM paper's protocol, decided per prompt:
+              three outputs for an ambiguous prompt, i.e. one without a box and with
+              at most one point (padding labels -1 not counted; a mask input does
+              not change the decision); the single output for a box, a box with
+              points, and two or more points (clicks 2..N of the interactive
+              protocol). Prompts of both kinds on one image are decoded in two
+              groups.
+            * ``True``: three outputs for every prompt (best by predicted IoU).
+            * ``False``: the single output for every prompt.
         autocast_dtype (str | torch.dtype | dict, optional): Mixed precision for
             inference: ``'bfloat16'`` (CPU or CUDA) or ``'float16'`` (CUDA only), for
             both the image encoder and the mask decoder, or a dict
@@ -65,8 +79,9 @@ class SAM(BaseDetector):
         self.prompt_encoder = MODELS.build(prompt_encoder)
         self.mask_decoder = MODELS.build(mask_decoder)
         self.mask_threshold = float(mask_threshold)
-        self.test_cfg = dict(multimask_output=True, prompts_per_batch=None)
+        self.test_cfg = dict(multimask_output='auto', prompts_per_batch=None)
         self.test_cfg.update(test_cfg or {})
+        self.multimask_mode()  # refuse a bad value when the model is built
         self.train_cfg = train_cfg
         self.image_size = int(getattr(self.backbone, 'img_size', 1024))
         self.set_speed_options(autocast_dtype=autocast_dtype, compile=compile)
@@ -195,14 +210,8 @@ class SAM(BaseDetector):
             return self._decode(image_embeddings, points, boxes, mask_inputs, multimask_output)
         logits, ious = [], []
         for s in range(0, n, chunk):
-            part = slice(s, s + chunk)
-            out = self._decode(
-                image_embeddings,
-                None if points is None else (points[0][part], points[1][part]),
-                None if boxes is None else boxes[part],
-                None if mask_inputs is None else mask_inputs[part],
-                multimask_output,
-            )
+            part = self._take(slice(s, s + chunk), points, boxes, mask_inputs)
+            out = self._decode(image_embeddings, *part, multimask_output)
             logits.append(out[0])
             ious.append(out[1])
         return torch.cat(logits), torch.cat(ious)
@@ -214,6 +223,135 @@ class SAM(BaseDetector):
             logits, ious = self.mask_decoder(
                 image_embeddings=image_embeddings,
                 image_pe=self.prompt_encoder.get_dense_pe(),
+    def multimask_mode(self) -> Union[str, bool]:
+        """``test_cfg['multimask_output']``, checked: ``'auto'``, ``True`` or ``False``."""
+        mode = self.test_cfg.get('multimask_output', 'auto')
+        if not (mode is True or mode is False or mode == 'auto'):
+            raise ValueError(
+                "test_cfg['multimask_output'] must be 'auto' (the SAM paper's protocol: three "
+                'outputs for a single point, one for boxes and several points), True (three '
+                f'outputs for every prompt) or False (one for every prompt), got {mode!r}'
+            )
+        return mode
+
+    @property
+    def num_mask_outputs(self) -> int:
+        """``C`` of the ``(N, C, ...)`` outputs of :meth:`predict`: 1 when
+        ``test_cfg['multimask_output']`` is False, else the number of multimask outputs."""
+        return 1 if self.multimask_mode() is False else self.mask_decoder.num_multimask_outputs
+
+    def multimask_prompts(
+        self, points: Optional[Points], boxes: Optional[torch.Tensor], n: int, device=None
+    ) -> torch.Tensor:
+        """Which of ``N`` prompts are decoded with the multimask outputs (see ``test_cfg``).
+
+        Args:
+            points (tuple[Tensor, Tensor], optional): coords ``(N, P, 2)`` and labels
+                ``(N, P)`` (-1: padding).
+            boxes (Tensor, optional): ``(N, 4)``.
+            n (int): The number of prompts.
+            device (torch.device, optional): Of the result.
+
+        Returns:
+            Tensor: ``(N,)`` bool.
+        """
+        mode = self.multimask_mode()
+        if mode != 'auto' or boxes is not None or points is None:
+            flag = mode if mode != 'auto' else boxes is None
+            return torch.full((n,), bool(flag), dtype=torch.bool, device=device)
+        return ((points[1] != -1).sum(dim=1) <= 1).to(device)
+
+    def decode_prompts(
+        self,
+        image_embeddings: torch.Tensor,
+        points: Optional[Points] = None,
+        boxes: Optional[torch.Tensor] = None,
+        mask_inputs: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`predict_prompts` with ``test_cfg``'s protocol, decided per prompt.
+
+        Prompts are decoded in at most two groups (multimask and single output). A
+        single-output prompt's logits and score are repeated ``C`` times, so that the
+        best of its ``C`` outputs, and the oracle over them, is its single output.
+
+        Args:
+            image_embeddings (Tensor): ``(1, 256, E, E)``.
+            points (tuple[Tensor, Tensor], optional): coords ``(N, P, 2)`` and labels
+                ``(N, P)`` in the input frame.
+            boxes (Tensor, optional): ``(N, 4)`` XYXY in the input frame.
+            mask_inputs (Tensor, optional): ``(N, 1, 4E, 4E)`` low-resolution logits.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: low-resolution logits ``(N, C, 4E, 4E)``,
+            IoU predictions ``(N, C)`` and which prompts had multimask output
+            ``(N,)`` bool; ``C`` is :attr:`num_mask_outputs`.
+        """
+        n = self.prompt_encoder._check_inputs(points, boxes, mask_inputs)
+        device = image_embeddings.device
+        multi = self.multimask_prompts(points, boxes, n, device)
+        c = self.num_mask_outputs
+        size = tuple(self.prompt_encoder.mask_input_size)
+        if n == 0:
+            zeros = image_embeddings.new_zeros
+            return zeros((0, c, *size)), zeros((0, c)), multi
+        groups = [(flag, rows) for flag, rows in ((True, multi), (False, ~multi)) if rows.any()]
+        if len(groups) == 1:
+            low_res, iou = self.predict_prompts(
+                image_embeddings, points, boxes, mask_inputs, groups[0][0]
+            )
+            return low_res.expand(-1, c, -1, -1), iou.expand(-1, c), multi
+        low_res = image_embeddings.new_zeros((n, c, *size))
+        iou = image_embeddings.new_zeros((n, c))
+        for flag, rows in groups:
+            part = self._take(rows, points, boxes, mask_inputs)
+            part_low, part_iou = self.predict_prompts(image_embeddings, *part, flag)
+            low_res[rows] = part_low.expand(-1, c, -1, -1)
+            iou[rows] = part_iou.expand(-1, c)
+        return low_res, iou, multi
+
+    def upscale_masks(
+        self,
+        low_res_logits: torch.Tensor,
+        multimask: torch.Tensor,
+        input_size: Tuple[int, int],
+        original_size: Tuple[int, int],
+    ) -> torch.Tensor:
+        """Binary masks of :meth:`decode_prompts`' logits at the original size.
+
+        Upscales each single-output prompt's mask once (its ``C`` copies are equal).
+
+        Args:
+            low_res_logits (Tensor): ``(N, C, 4E, 4E)``.
+            multimask (Tensor): ``(N,)`` bool, from :meth:`decode_prompts`.
+            input_size (tuple[int, int]): ``(h, w)`` of the resized image.
+            original_size (tuple[int, int]): ``(H, W)`` of the original image.
+
+        Returns:
+            Tensor: ``(N, C, H, W)`` bool.
+        """
+        n, c = low_res_logits.shape[:2]
+
+        def upscale(logits):
+            return self.postprocess_masks(logits, input_size, original_size) > self.mask_threshold
+
+        if multimask.all():
+            return upscale(low_res_logits)
+        if not multimask.any():
+            return upscale(low_res_logits[:, :1]).expand(-1, c, -1, -1)
+        masks = low_res_logits.new_empty((n, c, *original_size), dtype=torch.bool)
+        masks[multimask] = upscale(low_res_logits[multimask])
+        masks[~multimask] = upscale(low_res_logits[~multimask, :1])  # broadcast to C
+        return masks
+
+    @staticmethod
+    def _take(index, points, boxes, mask_inputs):
+        """The prompts ``index`` (a slice or an ``(N,)`` bool mask) selects."""
+        return (
+            None if points is None else (points[0][index], points[1][index]),
+            None if boxes is None else boxes[index],
+            None if mask_inputs is None else mask_inputs[index],
+        )
+
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask_output,
@@ -306,12 +444,17 @@ class SAM(BaseDetector):
 
         Returns:
             list[DetDataSample]: with ``pred_instances``: ``masks (N, H, W)`` bool
-            (the output with the highest predicted IoU), ``scores (N,)``,
-            ``labels (N,)``, ``bboxes (N, 4)``, ``multimask_masks (N, C, H, W)``,
-            ``multimask_scores (N, C)``, ``mask_logits (N, C, 4E, 4E)``.
+            (the single output, or of the three the one with the highest predicted
+            IoU), ``scores (N,)`` (its predicted IoU), ``labels (N,)``,
+            ``bboxes (N, 4)``, ``multimask_masks (N, C, H, W)`` bool,
+            ``multimask_scores (N, C)``, ``mask_logits (N, C, 4E, 4E)`` and
+            ``multimask_output (N,)`` bool (whether the prompt had three outputs).
+            ``C`` is 3, or 1 when ``test_cfg['multimask_output']`` is False; a
+            single-output prompt's mask, score and logits are repeated ``C`` times.
         """
+        Each prompt is decoded with three outputs or the single output as
+        ``test_cfg['multimask_output']`` says (see the class).
         embeddings = self.extract_feat(batch_inputs)[0]
-        multimask = bool(self.test_cfg.get('multimask_output', True))
         for i, sample in enumerate(batch_data_samples):
             ori_shape = tuple(sample.metainfo['ori_shape'][:2])
             img_shape = tuple(sample.metainfo['img_shape'][:2])
@@ -323,7 +466,6 @@ class SAM(BaseDetector):
                 boxes,
                 mask_inputs,
                 n,
-                multimask,
                 img_shape,
                 ori_shape,
                 gt,
@@ -331,10 +473,10 @@ class SAM(BaseDetector):
         return batch_data_samples
 
     def _predict_one(
-        self, embedding, points, boxes, mask_inputs, n, multimask, img_shape, ori_shape, gt
+        self, embedding, points, boxes, mask_inputs, n, img_shape, ori_shape, gt
     ) -> InstanceData:
         device = embedding.device
-        num_out = self.mask_decoder.num_multimask_outputs if multimask else 1
+        num_out = self.num_mask_outputs
         h, w = ori_shape
         results = InstanceData()
         if n == 0:
@@ -349,12 +491,13 @@ class SAM(BaseDetector):
             size = self.prompt_encoder.mask_input_size
             results.mask_logits = torch.zeros((0, num_out, *size), device=device)
             return results
-        low_res, iou = self.predict_prompts(embedding, points, boxes, mask_inputs, multimask)
-        all_masks = self.postprocess_masks(low_res, img_shape, ori_shape) > self.mask_threshold
+        low_res, iou, multi = self.decode_prompts(embedding, points, boxes, mask_inputs)
+        all_masks = self.upscale_masks(low_res, multi, img_shape, ori_shape)
         best = iou.argmax(dim=1)
         index = torch.arange(len(best), device=device)
         masks = all_masks[index, best]
         results.masks = masks
+            results.multimask_output = torch.zeros((0,), dtype=torch.bool, device=device)
         results.scores = iou[index, best]
         if gt is not None and 'labels' in gt and len(gt.labels) == len(masks):
             results.labels = torch.as_tensor(gt.labels, device=device).long()
@@ -371,6 +514,7 @@ class SAM(BaseDetector):
     ) -> Tuple[torch.Tensor, ...]:
         """Raw network outputs (``mode='tensor'``): the image embeddings."""
         return self.extract_feat(batch_inputs)
+        results.multimask_output = multi
 
     def loss(
         self, batch_inputs: torch.Tensor, batch_data_samples: List[DetDataSample]
