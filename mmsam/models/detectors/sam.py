@@ -216,13 +216,6 @@ class SAM(BaseDetector):
             ious.append(out[1])
         return torch.cat(logits), torch.cat(ious)
 
-    def _decode(self, image_embeddings, points, boxes, mask_inputs, multimask_output):
-        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
-        dtype = self.decoder_autocast_dtype
-        with autocast_context(image_embeddings.device, dtype):
-            logits, ious = self.mask_decoder(
-                image_embeddings=image_embeddings,
-                image_pe=self.prompt_encoder.get_dense_pe(),
     def multimask_mode(self) -> Union[str, bool]:
         """``test_cfg['multimask_output']``, checked: ``'auto'``, ``True`` or ``False``."""
         mode = self.test_cfg.get('multimask_output', 'auto')
@@ -352,6 +345,13 @@ class SAM(BaseDetector):
             None if mask_inputs is None else mask_inputs[index],
         )
 
+    def _decode(self, image_embeddings, points, boxes, mask_inputs, multimask_output):
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
+        dtype = self.decoder_autocast_dtype
+        with autocast_context(image_embeddings.device, dtype):
+            logits, ious = self.mask_decoder(
+                image_embeddings=image_embeddings,
+                image_pe=self.prompt_encoder.get_dense_pe(),
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask_output,
@@ -441,6 +441,8 @@ class SAM(BaseDetector):
         official code does); boxes with ``x2 < x1`` or ``y2 < y1`` and label arrays
         whose shape differs from the points' are refused with a ``ValueError``; a
         sample whose prompt fields hold zero prompts gets empty ``pred_instances``.
+        Each prompt is decoded with three outputs or the single output as
+        ``test_cfg['multimask_output']`` says (see the class).
 
         Returns:
             list[DetDataSample]: with ``pred_instances``: ``masks (N, H, W)`` bool
@@ -452,8 +454,6 @@ class SAM(BaseDetector):
             ``C`` is 3, or 1 when ``test_cfg['multimask_output']`` is False; a
             single-output prompt's mask, score and logits are repeated ``C`` times.
         """
-        Each prompt is decoded with three outputs or the single output as
-        ``test_cfg['multimask_output']`` says (see the class).
         embeddings = self.extract_feat(batch_inputs)[0]
         for i, sample in enumerate(batch_data_samples):
             ori_shape = tuple(sample.metainfo['ori_shape'][:2])
@@ -490,6 +490,7 @@ class SAM(BaseDetector):
             results.multimask_scores = torch.zeros((0, num_out), device=device)
             size = self.prompt_encoder.mask_input_size
             results.mask_logits = torch.zeros((0, num_out, *size), device=device)
+            results.multimask_output = torch.zeros((0,), dtype=torch.bool, device=device)
             return results
         low_res, iou, multi = self.decode_prompts(embedding, points, boxes, mask_inputs)
         all_masks = self.upscale_masks(low_res, multi, img_shape, ori_shape)
@@ -497,7 +498,6 @@ class SAM(BaseDetector):
         index = torch.arange(len(best), device=device)
         masks = all_masks[index, best]
         results.masks = masks
-            results.multimask_output = torch.zeros((0,), dtype=torch.bool, device=device)
         results.scores = iou[index, best]
         if gt is not None and 'labels' in gt and len(gt.labels) == len(masks):
             results.labels = torch.as_tensor(gt.labels, device=device).long()
@@ -507,6 +507,7 @@ class SAM(BaseDetector):
         results.multimask_masks = all_masks
         results.multimask_scores = iou
         results.mask_logits = low_res
+        results.multimask_output = multi
         return results
 
     def _forward(
@@ -514,7 +515,6 @@ class SAM(BaseDetector):
     ) -> Tuple[torch.Tensor, ...]:
         """Raw network outputs (``mode='tensor'``): the image embeddings."""
         return self.extract_feat(batch_inputs)
-        results.multimask_output = multi
 
     def loss(
         self, batch_inputs: torch.Tensor, batch_data_samples: List[DetDataSample]
