@@ -1,6 +1,7 @@
 """Install mmsam: ``pip install -e .`` (see tools/setup_env.sh for the full stack)."""
 
 import os
+import platform
 import re
 import shutil
 import sys
@@ -34,37 +35,57 @@ def readme() -> str:
         return f.read()
 
 
-# what an installed (non-editable) mmsam needs beside its code, as OpenMMLab packages
-# ship it: ``mmsam/.mim/{configs,tools,demo,model-index.yml}`` (found by get_model and mim)
+# what an installed mmsam needs beside its code, as OpenMMLab packages ship it:
+# ``mmsam/.mim/{configs,tools,demo,model-index.yml}`` (found by get_model and by
+# ``mim search mmsam``); as mmdet's setup.py does it
 MIM_FILES = ('configs', 'tools', 'demo', 'model-index.yml')
 MIM_DIR = os.path.join(HERE, 'mmsam', '.mim')
+EDITABLE_COMMANDS = ('develop', 'editable_wheel')  # pip install -e . (legacy / PEP 660)
+BUILD_COMMANDS = ('bdist_wheel', 'sdist', 'install', 'build')
 
 
-def add_mim_extension() -> bool:
-    """Copy the model index and configs into ``mmsam/.mim`` for a wheel or an install.
+def _mim_is_linked() -> bool:
+    return all(os.path.islink(os.path.join(MIM_DIR, name)) for name in MIM_FILES)
 
-    Editable installs read them from the repository, so nothing is copied there.
 
-    Returns:
-        bool: whether a copy was made (and must be removed after the build).
-    """
-    if not any(cmd in sys.argv for cmd in ('bdist_wheel', 'sdist', 'install', 'build')):
-        return False
+def _fill_mim(mode: str) -> None:
+    """``mmsam/.mim/<name>`` for each of :data:`MIM_FILES`: a relative link or a copy."""
     shutil.rmtree(MIM_DIR, ignore_errors=True)
     os.makedirs(MIM_DIR)
     for name in MIM_FILES:
         src = os.path.join(HERE, name)
-        if os.path.isdir(src):
-            shutil.copytree(
-                src,
-                os.path.join(MIM_DIR, name),
-                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'),
-            )
-        elif os.path.isfile(src):
-            shutil.copyfile(src, os.path.join(MIM_DIR, name))
-    return True
+        dst = os.path.join(MIM_DIR, name)
+        if not os.path.exists(src):
+            continue
+        if mode == 'symlink':
+            os.symlink(os.path.relpath(src, MIM_DIR), dst)
+        elif os.path.isdir(src):
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(src, dst)
 
 
+def add_mim_extension() -> bool:
+    """Fill ``mmsam/.mim`` for the setup command being run.
+
+    An editable install (``pip install -e .``) links the repository's folders there
+    (copies on Windows), so that ``mim search mmsam`` finds them; the links stay. A
+    wheel, sdist or plain install copies them; the copy lives in the package and is
+    removed from the source tree after the build.
+
+    Returns:
+        bool: whether a copy was made (and must be removed after the build).
+    """
+    if any(cmd in sys.argv for cmd in EDITABLE_COMMANDS):
+        _fill_mim('copy' if platform.system() == 'Windows' else 'symlink')
+        return False
+    if any(cmd in sys.argv for cmd in BUILD_COMMANDS):
+        _fill_mim('copy')
+        return True
+    return False
+
+
+linked_before = _mim_is_linked()
 copied = add_mim_extension()
 setup_kwargs = dict(
     name='mmsam',
@@ -94,3 +115,5 @@ try:
 finally:
     if copied:  # the copy lives in the wheel; the source tree stays as it was
         shutil.rmtree(MIM_DIR, ignore_errors=True)
+        if linked_before:  # an editable install's links
+            _fill_mim('symlink')

@@ -44,6 +44,7 @@ def test_mmsam_registers_its_modules():
     import mmsam
 
     assert mmsam.__version__
+    mmsam.register_all_modules()
     assert 'SAMImageEncoder' in PRETRAIN_MODELS
     for name in ('SAM', 'SAMPromptEncoder', 'SAMMaskDecoder', 'SAMDataPreprocessor'):
         assert name in DET_MODELS, name
@@ -80,8 +81,9 @@ def test_import_mmsam_explains_a_broken_transformers(tmp_path):
         '        if name == "mmpretrain.registry":\n'
         '            raise TypeError("NoneType takes no arguments")\n'
         'sys.meta_path.insert(0, Boom())\n'
+        'import mmsam\n'  # light: imports no OpenMMLab package
         'try:\n'
-        '    import mmsam\n'
+        '    mmsam.register_all_modules()\n'
         'except ImportError as e:\n'
         '    print("ERR", e)\n'
     )
@@ -92,6 +94,29 @@ def test_import_mmsam_explains_a_broken_transformers(tmp_path):
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
     assert 'ERR' in out.stdout, out.stderr
     assert 'transformers' in out.stdout and 'uninstall' in out.stdout
+
+
+def test_import_mmsam_alone_registers_nothing_heavy():
+    code = (
+        'import sys, mmsam\n'
+        'heavy = ("torch", "mmdet", "mmpretrain", "mmengine")\n'
+        'print(sorted(m for m in heavy if m in sys.modules))\n'
+        'mmsam.register_all_modules()\n'
+        'from mmdet.registry import MODELS\n'
+        'print("SAM" in MODELS)\n'
+    )
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.stdout.split('\n')[:2] == ['[]', 'True'], out.stdout + out.stderr
+
+
+def test_mim_search_finds_mmsam_models():
+    """OpenMMLab's package manager reads mmsam/.mim (linked by the editable install)."""
+    out = subprocess.run(
+        [sys.executable, '-m', 'mim', 'search', 'mmsam'], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    for name in ('sam_vit-base-p16_3rdparty_sa1b-1024px', 'sam_vit-huge-p16_3rdparty_sa1b-1024px'):
+        assert name in out.stdout, out.stdout
 
 
 def test_checkpoint_written_by_mmsam_loads_with_weights_only(tmp_path):

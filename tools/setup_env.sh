@@ -72,7 +72,7 @@ KEY="$(stamp_key)"
 verify() {
   "$VPY" - <<'EOF'
 import mmcv, mmcv.ops, mmengine, mmpretrain, mmdet, pycocotools, torch, torchvision  # noqa
-import mmsam  # noqa
+import mmsam.registration  # noqa  (registers the modules)
 EOF
 }
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ] && verify >/dev/null 2>&1; then

@@ -17,6 +17,7 @@ import sys
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+from mmengine.registry import RUNNERS, DefaultScope
 from mmengine.runner import Runner
 
 
@@ -99,6 +100,16 @@ def build_cfg(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def build_runner(cfg: Config, default: type) -> Runner:
+    """The config's ``runner_type``, or ``default`` (mmsam's ``SAMRunner``, which loads
+    the checkpoint strictly and from any SAM layout) for mmengine's plain ``Runner``."""
+    runner_type = cfg.get('runner_type', 'Runner')
+    if runner_type in ('Runner', default.__name__):
+        return default.from_cfg(cfg)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
+        return RUNNERS.build(cfg)
+
+
 def init_cpu_dist(cfg: Config) -> None:
     """Join torchrun's process group on a machine without CUDA.
 
@@ -132,12 +143,24 @@ def main(argv=None) -> int:
     check_args(args)
     cfg = build_cfg(args)
     init_cpu_dist(cfg)
-    runner = Runner.from_cfg(cfg)
+    from mmsam.datasets.annotation_audit import AnnotationFileError
+    from mmsam.engine import SAMRunner
+    from mmsam.utils.checkpoint_io import CheckpointLoadError
+
+    try:
+        runner = build_runner(cfg, SAMRunner)
+        # the checkpoint, strictly and in any SAM layout, before any data is read
+        runner.load_or_resume()
+    except (CheckpointLoadError, FileNotFoundError) as e:
+        raise SystemExit(f'error: {e}') from None
     if args.out is not None:
         from mmsam.evaluation import DumpSAMResults
 
         runner.test_evaluator.metrics.append(DumpSAMResults(out_file_path=args.out))
-    runner.test()
+    try:
+        runner.test()
+    except AnnotationFileError as e:  # nothing to evaluate, or an unusable annotation file
+        raise SystemExit(f'error: {e}') from None
     return 1 if report_skipped(runner) else 0
 
 

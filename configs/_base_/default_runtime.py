@@ -19,6 +19,9 @@ vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 
+# mmsam's runner loads load_from strictly, from any SAM layout (mmsam/engine/runner.py)
+runner_type = 'SAMRunner'
+
 log_level = 'INFO'
 load_from = None
 resume = False

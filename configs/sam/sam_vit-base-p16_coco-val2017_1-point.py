@@ -7,7 +7,8 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 custom_imports = dict(
-    imports=['mmsam', 'mmsam.datasets', 'mmsam.evaluation'], allow_failed_imports=False
+    imports=['mmsam.registration', 'mmsam.datasets', 'mmsam.evaluation'],
+    allow_failed_imports=False,
 )
 
 # The SAM paper's protocol: the single click gets the three multimask outputs; the one

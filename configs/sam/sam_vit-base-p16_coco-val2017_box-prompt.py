@@ -6,7 +6,8 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 custom_imports = dict(
-    imports=['mmsam', 'mmsam.datasets', 'mmsam.evaluation'], allow_failed_imports=False
+    imports=['mmsam.registration', 'mmsam.datasets', 'mmsam.evaluation'],
+    allow_failed_imports=False,
 )
 
 # The SAM paper's protocol: each box gets the single output (the decoder's output

@@ -1,5 +1,5 @@
 # SAM's ViT-B image encoder as a headless mmpretrain model (feature extraction).
-custom_imports = dict(imports=['mmsam'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmsam.registration'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 model = dict(

@@ -1,25 +1,39 @@
-"""User-facing APIs: interactive prediction, automatic mask generation, SA-1B files."""
+"""User-facing APIs: interactive prediction, automatic mask generation, SA-1B files.
 
-from .auto_annotate import auto_annotate
-from .convert import ConversionReport, convert_checkpoint
-from .image_io import ImageReadError, load_image
-from .mask_generator import AutomaticMaskGenerator
-from .model_zoo import get_model, list_models
-from .predictor import SAMPredictor
-from .sa1b import decode_sa1b_masks, read_sa1b, records_to_sa1b, write_sa1b
+The names below are imported on first use (``from mmsam.apis import SAMPredictor``
+works as usual), so that the light parts (:func:`list_models`) do not pull in torch.
+"""
 
-__all__ = [
-    'SAMPredictor',
-    'AutomaticMaskGenerator',
-    'write_sa1b',
-    'read_sa1b',
-    'records_to_sa1b',
-    'decode_sa1b_masks',
-    'get_model',
-    'list_models',
-    'convert_checkpoint',
-    'ConversionReport',
-    'auto_annotate',
-    'load_image',
-    'ImageReadError',
-]
+import importlib
+
+#: public name -> the module of this package that defines it
+_EXPORTS = {
+    'SAMPredictor': 'predictor',
+    'AutomaticMaskGenerator': 'mask_generator',
+    'write_sa1b': 'sa1b',
+    'read_sa1b': 'sa1b',
+    'records_to_sa1b': 'sa1b',
+    'decode_sa1b_masks': 'sa1b',
+    'get_model': 'model_zoo',
+    'list_models': 'model_index',
+    'convert_checkpoint': 'convert',
+    'ConversionReport': 'convert',
+    'auto_annotate': 'auto_annotate',
+    'load_image': 'image_io',
+    'ImageReadError': 'image_io',
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(f'.{module}', __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

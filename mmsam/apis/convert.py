@@ -16,8 +16,9 @@ from typing import Any, Dict, List
 import torch
 from mmengine.config import Config
 
-from ..utils.checkpoint_io import check_state_dict, load_state_dict_file, save_checkpoint
+from ..utils.checkpoint_io import CheckpointLoadError, load_state_dict_file, save_checkpoint
 from ..utils.checkpoint_keys import KeyMapError, infer_encoder_arch, to_mmsam_layout
+from ..utils.checkpoint_loader import prepare_state_dict
 from ..version import __version__
 from .model_zoo import arch_overrides, build_model, get_model_info
 
@@ -121,7 +122,7 @@ def convert_checkpoint(
 
     Raises:
         FileNotFoundError: if ``src`` does not exist.
-        ValueError: if ``src`` is not a readable checkpoint, not SAM, not in ``layout``,
+        CheckpointLoadError: if ``src`` is not a readable checkpoint, not SAM, not in ``layout``,
             or lacks the prompt encoder / mask decoder for a full model.
         CheckpointMismatchError: if keys are left over or missing, or shapes differ.
     """
@@ -129,24 +130,23 @@ def convert_checkpoint(
     num_source = len(source)
     try:
         state, src_layout, ignored = to_mmsam_layout(source, layout)
-    except (KeyMapError, ValueError) as e:
-        raise ValueError(f'checkpoint {src!r}: {e}') from e
-    del source
-    try:
         arch_info = infer_encoder_arch(state)
-    except ValueError as e:
-        raise ValueError(f'checkpoint {src!r}: {e}') from e
-    if backbone_only:
-        heads = [k for k in state if not k.startswith('backbone.')]
-        ignored = ignored + heads
-        for key in heads:
-            del state[key]
-    elif not any(k.startswith(('prompt_encoder.', 'mask_decoder.')) for k in state):
-        raise ValueError(
+    except (KeyMapError, ValueError) as e:
+        raise CheckpointLoadError(f'checkpoint {src!r}: {e}') from e
+    del source
+    if not backbone_only and not any(
+        k.startswith(('prompt_encoder.', 'mask_decoder.')) for k in state
+    ):
+        raise CheckpointLoadError(
             f'checkpoint {src!r} holds an image encoder only ({src_layout} layout); '
             'convert it with backbone_only=True (--backbone-only)'
         )
-    check_state_dict(_target_state(arch_info, backbone_only), state, src, allow_resize=False)
+    # the same preparation as every load: heads dropped for a headless target, every
+    # key and shape checked (no resampled position tables: the file is written as is)
+    state, info = prepare_state_dict(
+        state, _target_state(arch_info, backbone_only), src, allow_resize=False
+    )
+    ignored = ignored + info['ignored']
     model_name = (HEADLESS_MODEL_NAMES if backbone_only else FULL_MODEL_NAMES).get(
         arch_info['arch']
     )

@@ -24,8 +24,7 @@ import torch.nn as nn
 import yaml
 from mmengine.config import Config
 
-from ..utils.checkpoint_io import check_state_dict, load_checkpoint_file
-from ..utils.checkpoint_keys import KeyMapError, infer_encoder_arch, to_mmsam_layout
+from ..utils.checkpoint_loader import load_checkpoint_to_model
 
 ModelSpec = Union[str, os.PathLike, Config]
 
@@ -241,18 +240,13 @@ def download_checkpoint(url: str, progress: bool = True) -> str:
     return path
 
 
-def _describe(arch_info: dict) -> str:
-    s = arch_info['arch_settings']
-    name = arch_info['arch'] if arch_info['arch'] != 'custom' else 'custom ViT'
-    return f'{name} ({s["embed_dims"]} wide, {s["num_layers"]} layers, {arch_info["img_size"]}px)'
-
-
 def load_pretrained(model: nn.Module, checkpoint: str, layout: str = 'auto') -> dict:
     """Load a checkpoint of any known layout into an mmsam model, whole or not at all.
 
     The file is read, converted to mmsam's names in memory, and checked key by key
-    and shape by shape against ``model`` before anything is copied. A headless model
-    takes the image encoder of a full checkpoint.
+    and shape by shape against ``model`` before anything is copied (see
+    :func:`mmsam.utils.checkpoint_loader.load_checkpoint_to_model`, the one loading
+    path of the project). A headless model takes the image encoder of a full checkpoint.
 
     Args:
         model: a ``SAM`` or a headless ``ImageClassifier`` with a ``SAMImageEncoder``.
@@ -266,39 +260,11 @@ def load_pretrained(model: nn.Module, checkpoint: str, layout: str = 'auto') -> 
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if it is not a readable checkpoint or not a SAM state dict.
+        CheckpointLoadError: if it is not a readable checkpoint or not a SAM state dict.
         CheckpointMismatchError: if it does not fit the model (another size, another
             network); the model is left untouched.
     """
-    state, meta = load_checkpoint_file(checkpoint)
-    try:
-        state, src_layout, ignored = to_mmsam_layout(state, layout)
-    except (KeyMapError, ValueError) as e:
-        raise ValueError(f'checkpoint {checkpoint!r}: {e}') from e
-    if is_headless(model):
-        heads = [k for k in state if not k.startswith('backbone.')]
-        ignored = ignored + heads
-        for key in heads:
-            del state[key]
-    expected = model.state_dict()
-    detail = ''
-    if not is_headless(model) and not any(k.startswith('mask_decoder.') for k in state):
-        detail = (
-            'It holds an image encoder only: load it into a headless model '
-            '(vit-*-p16_sam-pre_*), or use a full SAM checkpoint.'
-        )
-    try:
-        theirs, ours = infer_encoder_arch(state), infer_encoder_arch(expected)
-        if theirs['arch_settings'] != ours['arch_settings']:
-            detail += (
-                f'The checkpoint holds a {_describe(theirs)} encoder, '
-                f'the model a {_describe(ours)} one.'
-            )
-    except (ValueError, KeyError, TypeError):
-        pass
-    check_state_dict(expected, state, checkpoint, allow_resize=True, detail=detail)
-    model.load_state_dict(state, strict=True)
-    return dict(layout=src_layout, ignored=ignored, meta=meta)
+    return load_checkpoint_to_model(model, checkpoint, layout=layout)
 
 
 # ------------------------------------------------------------------ get_model

@@ -201,7 +201,7 @@ def official_to_mmsam(
     """
     from mmdet.registry import MODELS
 
-    import mmsam  # noqa: F401  (registers the modules)
+    import mmsam.registration  # noqa: F401  (registers the modules)
 
     img_size = official.image_encoder.img_size
     model = MODELS.build(sam_model_cfg(arch, img_size=img_size, window_size=window_size))

@@ -19,6 +19,18 @@ from .atomic_file import atomic_write
 _PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
+class CheckpointLoadError(ValueError):
+    """A checkpoint file that cannot be loaded: unreadable, or not a SAM state dict.
+
+    The message names the file and the reason. Command-line tools turn it into one
+    line and a non-zero exit code.
+    """
+
+
+class CheckpointMismatchError(CheckpointLoadError):
+    """A checkpoint whose keys or shapes do not fit the model it is loaded into."""
+
+
 def _check_plain(value: Any, where: str) -> None:
     """Refuse values that ``torch.load(weights_only=True)`` would reject."""
     if isinstance(value, _PLAIN_TYPES) or isinstance(value, torch.Tensor):
@@ -96,9 +108,25 @@ def load_state_dict_file(path: str) -> 'OrderedDict[str, torch.Tensor]':
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not a checkpoint or holds no state dict.
+        CheckpointLoadError: if the file is not a checkpoint or holds no state dict.
     """
     return load_checkpoint_file(path)[0]
+
+
+def _reason(error: Exception) -> str:
+    """The first line of a loading error, without torch's advice to unpickle anyway.
+
+    A file that ``weights_only=True`` refuses is not a plain tensor checkpoint; running
+    its pickled code is never the answer for a file from the internet.
+    """
+    text = str(error).strip()
+    first = text.splitlines()[0].strip() if text else ''
+    if 'weights_only' in text or 'Weights only load failed' in text:
+        first = (
+            'it holds pickled Python objects other than tensors and plain values, which '
+            'mmsam does not unpickle'
+        )
+    return f'{type(error).__name__}: {first}' if first else type(error).__name__
 
 
 def load_checkpoint_file(path: str) -> Tuple['OrderedDict[str, torch.Tensor]', Dict[str, Any]]:
@@ -113,7 +141,7 @@ def load_checkpoint_file(path: str) -> Tuple['OrderedDict[str, torch.Tensor]', D
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not a checkpoint or holds no state dict.
+        CheckpointLoadError: if the file is not a checkpoint or holds no state dict.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
@@ -128,13 +156,14 @@ def load_checkpoint_file(path: str) -> Tuple['OrderedDict[str, torch.Tensor]', D
         try:
             return OrderedDict(load_file(path, device='cpu')), {}
         except Exception as e:
-            raise ValueError(f'{path!r} is not a readable safetensors file ({e})') from e
+            raise CheckpointLoadError(
+                f'{path!r} is not a readable safetensors file ({_reason(e)})'
+            ) from e
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise ValueError(
-            f'{path!r} is not a readable PyTorch checkpoint '
-            f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
+        raise CheckpointLoadError(
+            f'{path!r} is not a readable PyTorch checkpoint ({_reason(e)})'
         ) from e
     if isinstance(obj, Mapping):
         meta = obj.get('meta')
@@ -149,14 +178,10 @@ def load_checkpoint_file(path: str) -> Tuple['OrderedDict[str, torch.Tensor]', D
                 return OrderedDict(inner), meta
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return OrderedDict(obj), {}
-    raise ValueError(
+    raise CheckpointLoadError(
         f'{path!r} holds no state dict: expected a dict of tensors, or a dict with '
         f"a 'state_dict' or 'model' entry of tensors, got {type(obj).__name__}"
     )
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint whose keys or shapes do not fit the model it is loaded into."""
 
 
 #: Tables that a model may resample when its input size differs from the checkpoint's.

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-import mmsam  # noqa: F401
+import mmsam.registration  # noqa: F401  (registers the modules)
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 # the evaluation configs (``*_coco-instance.py`` are fine-tuning configs, tested elsewhere)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-import mmsam  # noqa: F401
+import mmsam.registration  # noqa: F401  (registers the modules)
 
 CONFIGS = Path(__file__).resolve().parents[2] / 'configs' / 'sam'
 

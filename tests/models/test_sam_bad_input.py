@@ -6,7 +6,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
-import mmsam  # noqa: F401
+import mmsam.registration  # noqa: F401  (registers the modules)
 from mmsam.testing import sam_model_cfg
 
 

@@ -27,8 +27,10 @@ def test_wheel_ships_model_index_and_configs(tmp_path):
             '__pycache__',
             '.pytest_cache',
             '.ruff_cache',
+            '.mim',  # an editable install's links: the copy is like a fresh clone
         ),
     )
+    linked = (ROOT / 'mmsam' / '.mim' / 'configs').is_symlink()
     wheel_dir = tmp_path / 'wheels'
     out = subprocess.run(
         [
@@ -60,6 +62,31 @@ def test_wheel_ships_model_index_and_configs(tmp_path):
     ):
         assert required in names, required
     assert not any(n.startswith('tests/') for n in names)
-    # the build leaves the source tree as it was
+    # the build leaves the source trees as they were (the checkout keeps the links of
+    # its editable install, if any)
     assert not (src / 'mmsam' / '.mim').exists()
-    assert not (ROOT / 'mmsam' / '.mim').exists()
+    assert (ROOT / 'mmsam' / '.mim' / 'configs').is_symlink() == linked
+
+
+def test_editable_install_links_the_mim_folder(tmp_path):
+    """As mmdet's setup.py: ``pip install -e .`` links configs, tools, demo, model-index.yml."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    for name in ('setup.py', 'README.md', 'model-index.yml', 'requirements', 'mmsam'):
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns('.mim', '__pycache__'))
+        else:
+            shutil.copy(path, src / name)
+    for name in ('configs', 'tools', 'demo'):
+        (src / name).mkdir()
+        (src / name / 'marker.txt').write_text(name)
+    # the command pip runs for an editable install (PEP 660), without installing anything
+    code = 'import sys, runpy; sys.argv = ["setup.py", "editable_wheel", "--help"]; '
+    code += 'runpy.run_path("setup.py", run_name="__main__")'
+    subprocess.run([sys.executable, '-c', code], cwd=src, capture_output=True, text=True)
+    mim = src / 'mmsam' / '.mim'
+    for name in ('configs', 'tools', 'demo', 'model-index.yml'):
+        assert (mim / name).is_symlink(), name
+        assert (mim / name).resolve() == (src / name).resolve()
+    assert (mim / 'configs' / 'marker.txt').read_text() == 'configs'

@@ -98,7 +98,7 @@ def build_models(args: argparse.Namespace, impls=IMPLS, randomize: bool = True) 
     """The models per implementation, same random weights when both are built."""
     from mmdet.registry import MODELS
 
-    import mmsam  # noqa: F401
+    import mmsam.registration  # noqa: F401  (registers the modules)
     from mmsam.testing import build_official_sam, official_to_mmsam, sam_model_cfg
 
     models = {}

@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-import mmsam  # noqa: F401  (registers the modules)
+import mmsam.registration  # noqa: F401  (registers the modules)
 from mmsam.deploy import export as onnx_export
 from mmsam.deploy.graph_spec import DECODER_INPUT_NAMES, ENCODER_INPUT_NAME
 from mmsam.deploy.onnx_decoder import SAMOnnxDecoder

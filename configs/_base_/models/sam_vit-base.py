@@ -1,5 +1,5 @@
 # Segment Anything with a ViT-B image encoder (official hyperparameters).
-custom_imports = dict(imports=['mmsam'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmsam.registration'], allow_failed_imports=False)
 default_scope = 'mmdet'
 
 image_size = 1024

@@ -12,7 +12,7 @@ from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
 from ...structures.amg_utils import masks_to_boxes, upscale_mask_logits
 from ...structures.transforms import apply_boxes, apply_coords
-from ...utils.checkpoint_keys import KeyMapError, official_key_to_mmsam
+from ...utils.checkpoint_keys import KeyMapError, detect_layout, to_mmsam_layout
 from ..utils import autocast_context, compile_module, parse_autocast_dtype
 
 Points = Tuple[torch.Tensor, torch.Tensor]
@@ -85,8 +85,8 @@ class SAM(BaseDetector):
         self.train_cfg = train_cfg
         self.image_size = int(getattr(self.backbone, 'img_size', 1024))
         self.set_speed_options(autocast_dtype=autocast_dtype, compile=compile)
-        # official-layout state dicts (image_encoder.*) load directly: keys are mapped
-        self._register_load_state_dict_pre_hook(self._map_official_keys)
+        # official / Hugging Face state dicts load directly: keys are mapped
+        self._register_load_state_dict_pre_hook(self._convert_foreign_layout)
         preprocessor_size = getattr(self.data_preprocessor, 'image_size', self.image_size)
         if preprocessor_size != self.image_size:
             raise ValueError(
@@ -112,18 +112,25 @@ class SAM(BaseDetector):
             return PRETRAIN_MODELS.build(cfg)
 
     @staticmethod
-    def _map_official_keys(state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        """Rename official ``image_encoder.*`` keys to ``backbone.*`` in place.
+    def _convert_foreign_layout(state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Bring official / Hugging Face / bare ``ViTSAM`` keys to mmsam's names in place.
 
-        Keys no rule knows are left alone, so that loading reports them as unexpected.
+        Makes ``model.load_state_dict(official_state_dict)`` work like
+        :func:`mmsam.utils.checkpoint_loader.prepare_state_dict` (which also checks every
+        key; this hook leaves the check to ``strict``). State dicts in mmsam's layout, or
+        in none that mmsam knows, are left alone, so that loading reports their keys.
         """
-        start = prefix + 'image_encoder.'
-        for key in [k for k in state_dict if k.startswith(start)]:
-            try:
-                new_key = prefix + official_key_to_mmsam(key[len(prefix) :])
-            except KeyMapError:
-                continue
-            state_dict[new_key] = state_dict.pop(key)
+        own = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        try:
+            if detect_layout(own) == 'mmsam':
+                return
+            converted, _, _ = to_mmsam_layout(own)
+        except (KeyMapError, ValueError):
+            return
+        for key in own:
+            del state_dict[prefix + key]
+        for key, value in converted.items():
+            state_dict[prefix + key] = value
 
     # ------------------------------------------------------------------ speed options
     def set_speed_options(
