@@ -14,4 +14,4 @@ from ._compat import check_environment
 # explains known breakages (an incompatible transformers, mmcv without ops) first
 check_environment()
 
-from . import datasets, evaluation, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, models  # noqa: E402,F401

@@ -109,16 +109,6 @@ def test_import_mmsam_alone_registers_nothing_heavy():
     assert out.stdout.split('\n')[:2] == ['[]', 'True'], out.stdout + out.stderr
 
 
-def test_mim_search_finds_mmsam_models():
-    """OpenMMLab's package manager reads mmsam/.mim (linked by the editable install)."""
-    out = subprocess.run(
-        [sys.executable, '-m', 'mim', 'search', 'mmsam'], capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    for name in ('sam_vit-base-p16_3rdparty_sa1b-1024px', 'sam_vit-huge-p16_3rdparty_sa1b-1024px'):
-        assert name in out.stdout, out.stdout
-
-
 def test_checkpoint_written_by_mmsam_loads_with_weights_only(tmp_path):
     from mmsam.utils.checkpoint_io import save_checkpoint
 

@@ -11,114 +11,32 @@ model before anything is copied, so a bad file leaves no half-loaded model.
 """
 
 import copy
-import difflib
-import fnmatch
 import os
 import os.path as osp
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Optional, Union
 from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
-import yaml
 from mmengine.config import Config
 
 from ..utils.checkpoint_loader import load_checkpoint_to_model
+
+# the listing lives in a light module (mmsam.list_models, the command line's help)
+from .model_index import (  # noqa: F401
+    _load_index,
+    _nearest,
+    get_model_info,
+    list_models,
+    model_index_path,
+)
 
 ModelSpec = Union[str, os.PathLike, Config]
 
 
 class CheckpointDownloadError(RuntimeError):
     """Pre-defined weights that could not be downloaded."""
-
-
-# ------------------------------------------------------------------ the model index
-def _package_root() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
-def model_index_path() -> Path:
-    """Where ``model-index.yml`` is: ``mmsam/.mim/`` when installed, else the repository root.
-
-    Raises:
-        FileNotFoundError: if neither has it.
-    """
-    for root in (_package_root() / '.mim', _package_root().parent):
-        path = root / 'model-index.yml'
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        'model-index.yml was not found next to the mmsam package; get_model by name needs '
-        'the repository (pip install -e .) or a package built with its configs'
-    )
-
-
-_MODELS: Dict[str, dict] = {}
-
-
-def _read_yaml(path: Path) -> dict:
-    with open(path, encoding='utf-8') as f:
-        return yaml.safe_load(f) or {}
-
-
-def _load_index() -> Dict[str, dict]:
-    """Name (lower case) -> metainfo dict with an absolute ``Config`` path."""
-    if _MODELS:
-        return _MODELS
-    index_path = model_index_path()
-    root = index_path.parent
-    for rel in _read_yaml(index_path).get('Import', []):
-        for meta in _read_yaml(root / rel).get('Models', []):
-            info = dict(meta)
-            info['Config'] = str(root / info['Config'])
-            _MODELS[info['Name'].lower()] = info
-    return _MODELS
-
-
-def list_models(pattern: Optional[str] = None) -> List[str]:
-    """Names of the pre-defined models.
-
-    Args:
-        pattern: a wildcard pattern (``fnmatch``; a trailing ``*`` is implied), e.g.
-            ``'sam_vit-*'`` or ``'*base*'``.
-
-    Returns:
-        The sorted names.
-    """
-    names = sorted(info['Name'] for info in _load_index().values())
-    if pattern is not None:
-        names = [n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower() + '*')]
-    return names
-
-
-def _nearest(name: str, names: List[str], n: int = 3) -> List[str]:
-    """Names containing ``name``, else the most similar ones (``difflib``)."""
-    low = name.lower()
-    containing = [m for m in names if low in m.lower()]
-    if containing:
-        return containing[:n]
-    lowered = {m.lower(): m for m in names}
-    return [lowered[m] for m in difflib.get_close_matches(low, list(lowered), n=n, cutoff=0.3)]
-
-
-def get_model_info(name: str) -> dict:
-    """The metafile entry of a model (``Name``, ``Metadata``, ``Weights``, ``Config``, ...).
-
-    Raises:
-        ValueError: for an unknown name, suggesting the nearest ones.
-    """
-    index = _load_index()
-    info = index.get(str(name).lower())
-    if info is None:
-        names = [i['Name'] for i in index.values()]
-        near = _nearest(str(name), names)
-        hint = f'; did you mean {", ".join(map(repr, near))}?' if near else ''
-        raise ValueError(
-            f'unknown model name {name!r}{hint} (mmsam.list_models() lists all '
-            f'{len(names)}; a config file path or a Config also works)'
-        )
-    return copy.deepcopy(info)
 
 
 # ------------------------------------------------------------------ configs
@@ -183,7 +101,9 @@ def build_model(config: Config) -> nn.Module:
     configs (the headless backbones), mmdet's otherwise (SAM)."""
     from mmengine.registry import DefaultScope
 
-    import mmsam  # noqa: F401  (registers the modules)
+    from .. import register_all_modules
+
+    register_all_modules()
 
     model_cfg = config.model
     if config.get('data_preprocessor') is not None:
