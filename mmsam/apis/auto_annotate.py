@@ -7,10 +7,13 @@ training (categories are the detector's ``dataset_meta['classes']``).
 
 Resumable: each image's result is kept in ``<output_dir>/.cache/<settings hash>/`` and
 reused by a later run with the same settings; the COCO file is rebuilt from them at the
-end. Images that cannot be read or processed are reported and left out.
+end. The hash is of *contents*, not paths: the detector's resolved config text and
+weights, SAM's config and weights, and every option; a cached result also records the
+image file's size and time stamp, so an edited image is redone. Files under the output
+folder are never read as input. Images that cannot be read or processed are reported
+and left out.
 """
 
-import hashlib
 import json
 import os
 import os.path as osp
@@ -27,9 +30,16 @@ from ..structures.polygons import (
     segmentation_area_bbox,
 )
 from ..structures.rle import coco_rle_area, masks_to_coco_rle
-from ..utils.atomic_file import atomic_write_json
-from .batch_runner import BatchReport, run_over_images
-from .image_io import list_images, load_image
+from ..utils.atomic_file import atomic_write_json, prepare_output_dir
+from .batch_runner import (
+    BatchReport,
+    file_stamp,
+    list_job_images,
+    model_fingerprint,
+    run_over_images,
+    settings_key,
+)
+from .image_io import load_image
 from .predictor import SAMPredictor
 
 DEFAULT_SAM = 'sam_vit-base-p16_3rdparty_sa1b-1024px'
@@ -108,24 +118,29 @@ def build_detector(
         return model.eval()
     from mmdet.apis import DetInferencer
 
+    known = {name.lower() for name in DetInferencer.list_models('mmdet')}
+    if det_model.lower() not in known:
+        raise ValueError(
+            f'detector {det_model!r} is not a config file (.py) and not an mmdet model name '
+            "(DetInferencer.list_models('mmdet') lists them)"
+        )
     try:
         with detector_scope():
             inferencer = DetInferencer(
                 model=det_model, weights=det_weights, device=device, show_progress=False
             )
-    except Exception as err:  # noqa: BLE001  (mmengine raises several kinds for a bad name)
-        raise ValueError(
-            f'cannot build detector {det_model!r}: it is neither a config file nor an mmdet '
-            f'model name that could be loaded ({type(err).__name__}: {err})'
+    except OSError as err:  # URLError, connection errors: the download of the weights
+        if det_weights is not None:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ''
+        raise OSError(
+            f'the weights of mmdet model {det_model!r} could not be downloaded '
+            f'({type(err).__name__}: {first}); download them by other means and pass the '
+            'file with --det-weights (det_weights=)'
         ) from err
     if cfg_options:
         warnings.warn('cfg_options are ignored for a detector given by model name')
     return inferencer.model.eval()
-
-
-def _settings_key(**settings: Any) -> str:
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]
 
 
 class _Annotator:
@@ -162,7 +177,11 @@ class _Annotator:
         return osp.join(self.cache_dir, self.relpath(path) + '.json')
 
     def is_done(self, path: str) -> bool:
-        return osp.isfile(self.cache_path(path))
+        try:
+            with open(self.cache_path(path), encoding='utf-8') as f:
+                return json.load(f).get('source') == file_stamp(path)
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def _detect(self, rgb: np.ndarray):
         from mmdet.apis import inference_detector
@@ -219,7 +238,11 @@ class _Annotator:
                 )
             )
         record = dict(
-            file_name=self.relpath(path), height=rgb.shape[0], width=rgb.shape[1], anns=anns
+            file_name=self.relpath(path),
+            height=rgb.shape[0],
+            width=rgb.shape[1],
+            anns=anns,
+            source=file_stamp(path),
         )
         atomic_write_json(record, self.cache_path(path))
 
@@ -318,10 +341,11 @@ def auto_annotate(
     if not 0.0 <= float(conf) <= 1.0:
         raise ValueError(f'conf must be in [0, 1], got {conf}')
     data = os.fspath(data)
-    images = list_images(data)
-    root = data if osp.isdir(data) else osp.dirname(osp.abspath(data))
     if output_dir is None:
         output_dir = osp.abspath(data).rstrip(os.sep) + '_auto_annotate'
+    images = list_job_images(data, output_dir)
+    prepare_output_dir(output_dir)  # before any work
+    root = data if osp.isdir(data) else osp.dirname(osp.abspath(data))
     device = resolve_device(device)
     if isinstance(sam_model, SAMPredictor):
         predictor = sam_model
@@ -333,18 +357,20 @@ def auto_annotate(
         predictor = SAMPredictor(get_model(sam_model, pretrained=sam_weights, device=device))
     detector = build_detector(det_model, det_weights, device, det_cfg_options)
     class_names = list(detector.dataset_meta.get('classes') or [])
-    key = _settings_key(
-        det=det_model if isinstance(det_model, str) else repr(det_model.cfg.model),
-        det_weights=det_weights,
-        det_cfg_options=det_cfg_options,
-        sam=sam_model if isinstance(sam_model, str) else type(sam_model).__name__,
-        sam_weights=sam_weights,
-        conf=conf,
-        max_det=max_det,
-        classes=classes,
+    sam_config = getattr(predictor.model, '_config', None)
+    key = settings_key(
+        det_config=detector.cfg.to_dict(),  # resolved: _base_ files and options merged
+        det_weights=model_fingerprint(detector),
+        class_names=class_names,
+        sam_config=None if sam_config is None else sam_config.to_dict(),
+        sam_weights=model_fingerprint(predictor.model),
+        conf=float(conf),
+        max_det=int(max_det),
+        classes=None if classes is None else sorted(int(c) for c in classes),
         mask_format=mask_format,
         polygon_min_iou=None if mask_format == 'rle' else float(polygon_min_iou),
         polygon_tolerance=None if mask_format == 'rle' else float(polygon_tolerance),
+        sam_batch=int(sam_batch),
     )
     annotator = _Annotator(
         detector,

@@ -1,14 +1,25 @@
-"""Run a per-image job over many images: progress bar, resume, and a report of failures.
+"""Run a per-image job over many images: listing, resume keys, progress, failures.
 
-Shared by the AMG folder job and ``auto_annotate``: an image whose output already
-exists is skipped (so an interrupted run resumes), an image that cannot be read or
-processed is recorded and the run goes on; the caller reports the failures and exits
-non-zero.
+Shared by the AMG folder job and ``auto_annotate``:
+
+* the images are listed once, leaving out anything under the output folder (which
+  may lie inside the input folder), and an empty listing is an error;
+* an image whose output exists *and was made from the same image file with the same
+  settings* (:func:`settings_key`, :func:`model_fingerprint`, :func:`file_stamp`) is
+  skipped, so an interrupted run resumes and a rerun with other settings redoes it;
+* an image that cannot be read or processed is recorded and the run goes on; the
+  caller reports the failures and exits non-zero.
 """
 
+import hashlib
+import json
+import os
+import os.path as osp
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from .image_io import IMAGE_SUFFIXES, list_images
 
 
 @dataclass
@@ -17,7 +28,7 @@ class BatchReport:
 
     Attributes:
         done (list[str]): Images processed in this run.
-        skipped (list[str]): Images whose output already existed.
+        skipped (list[str]): Images done by an earlier run with the same settings.
         failed (list[tuple[str, str]]): ``(image, reason)`` for images that failed.
     """
 
@@ -33,7 +44,7 @@ class BatchReport:
     def summary(self) -> str:
         """One line of counts, then one line per failed image."""
         lines = [
-            f'{len(self.done)} processed, {len(self.skipped)} skipped (output exists), '
+            f'{len(self.done)} processed, {len(self.skipped)} skipped (done by an earlier run), '
             f'{len(self.failed)} failed'
         ]
         lines += [f'  FAILED {path}: {reason}' for path, reason in self.failed]
@@ -108,3 +119,76 @@ def run_over_images(
     finally:
         bar.close()
     return report
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def list_job_images(inputs: str, out_dir: str) -> List[str]:
+    """The images a folder job reads: :func:`list_images` less the output folder's files.
+
+    Args:
+        inputs (str): An image file or a folder (searched recursively).
+        out_dir (str): The job's output folder; when it lies inside ``inputs`` its
+            files (the overlays of an earlier run, ...) are never read as input.
+
+    Returns:
+        list[str]: Sorted image paths.
+
+    Raises:
+        FileNotFoundError: ``inputs`` does not exist.
+        ValueError: ``out_dir`` is the input folder itself, or no image was found.
+    """
+    images = list_images(inputs)
+    if not osp.isdir(inputs):
+        return images
+    out = osp.realpath(out_dir)
+    if osp.realpath(inputs) == out:
+        raise ValueError(
+            f'the output folder {out_dir} is the input folder: give another output folder '
+            '(a sub-folder is fine; it is left out of the input)'
+        )
+    kept = [p for p in images if not _is_within(osp.realpath(p), out)]
+    if not kept:
+        where = f' (outside the output folder {out_dir})' if images else ''
+        raise ValueError(
+            f'no images found in {inputs}{where}; looked for {", ".join(IMAGE_SUFFIXES)} '
+            'files, in sub-folders too'
+        )
+    return kept
+
+
+def settings_key(**settings: Any) -> str:
+    """A short hash of JSON-able settings (key order does not matter)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]
+
+
+def model_fingerprint(model: Any) -> str:
+    """A hash of a model's state dict: every key, dtype, shape and value.
+
+    Keys resume caches on what the weights *are*, whatever file, URL or object they
+    came from. Costs one pass over the weights (about a second per GB).
+
+    Args:
+        model (nn.Module): The model.
+
+    Returns:
+        str: A hex digest.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f'{key}:{tensor.dtype}:{tuple(tensor.shape)};'.encode())
+        if tensor.numel():  # the raw bytes, whatever the dtype (bfloat16 included)
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def file_stamp(path: str) -> List[int]:
+    """``[size, mtime_ns]`` of a file: changes when the file is replaced or edited."""
+    st = os.stat(path)
+    return [int(st.st_size), int(st.st_mtime_ns)]

@@ -204,7 +204,8 @@ class SAMPredictor:
             tuple[np.ndarray, np.ndarray, np.ndarray]: masks ``(C, H, W)`` (bool, or
             float32 logits), scores ``(C,)`` and low-resolution logits
             ``(C, 4E, 4E)``; with batched prompts ``(N, C, H, W)``, ``(N, C)`` and
-            ``(N, C, 4E, 4E)``.
+            ``(N, C, 4E, 4E)``; ``N = 0`` (e.g. ``box`` of shape ``(0, 4)``) gives
+            empty arrays of these shapes.
         """
         self._check_image_set()
         coords_t, labels_t, box_t, mask_t, batched = self._prepare_prompts(
@@ -217,6 +218,17 @@ class SAMPredictor:
         if not batched:
             out = tuple(a[0] for a in out)
         return out
+
+    def _no_masks(self, multimask_output: bool, return_logits: bool):
+        """The empty results of zero prompts, shaped as :meth:`predict_torch`'s."""
+        c = 3 if multimask_output else 1
+        height, width = self.original_size
+        kwargs = dict(device=self.device)
+        masks = torch.zeros(
+            (0, c, height, width), dtype=torch.float32 if return_logits else torch.bool, **kwargs
+        )
+        scores = torch.zeros((0, c), dtype=torch.float32, **kwargs)
+        return masks, scores, torch.zeros((0, c, *self.mask_input_size), **kwargs)
 
     def _prepare_prompts(self, point_coords, point_labels, box, mask_input):
         """Validate numpy prompts and map them to input-frame tensors ``(N, ...)``."""
@@ -321,11 +333,15 @@ class SAMPredictor:
 
         Returns:
             tuple[Tensor, Tensor, Tensor]: masks ``(N, C, H, W)``, scores ``(N, C)``,
-            low-resolution logits ``(N, C, 4E, 4E)``.
+            low-resolution logits ``(N, C, 4E, 4E)``; ``N = 0`` (no prompts, e.g. a
+            detector that found nothing) gives empty tensors of these shapes.
         """
         self._check_image_set()
         if (point_coords is None) != (point_labels is None):
             raise ValueError('point_coords and point_labels must be given together')
+        given = [t for t in (point_coords, boxes, mask_input) if t is not None]
+        if given and given[0].shape[0] == 0:
+            return self._no_masks(multimask_output, return_logits)
         points = None if point_coords is None else (point_coords, point_labels)
         low_res, scores = self.model.predict_prompts(
             self.features, points, boxes, mask_input, multimask_output

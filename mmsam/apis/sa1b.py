@@ -9,11 +9,17 @@ Layout::
                       "point_coords": [[x, y]]}, ...]}
 
 ``segmentation`` is a COCO RLE (pycocotools, compressed ``counts`` as a string).
+
+``image_id`` of a file written for a folder is :func:`sa1b_image_id` of the image's
+path relative to that folder: the same image keeps its id across reruns (adding or
+removing other images changes nothing), and two images never share one
+(:func:`sa1b_image_ids` checks).
 """
 
+import hashlib
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -30,6 +36,55 @@ ANNOTATION_KEYS = (
     'crop_box',
     'point_coords',
 )
+
+
+#: Image ids lie in ``[1, MAX_IMAGE_ID]``: integers that every JSON reader keeps exactly
+#: (JavaScript's safe integers).
+MAX_IMAGE_ID = 2**53 - 1
+
+
+def sa1b_image_id(file_name: str) -> int:
+    """The image id of an image, from its path relative to the input folder.
+
+    A hash (SHA-256) of the path with ``/`` separators, so it is the same on every
+    run and every machine.
+
+    Args:
+        file_name (str): The image's relative path (the SA-1B ``file_name``).
+
+    Returns:
+        int: In ``[1, MAX_IMAGE_ID]``.
+    """
+    text = str(file_name).replace(os.sep, '/')
+    digest = hashlib.sha256(text.encode('utf-8')).digest()
+    return int.from_bytes(digest[:8], 'big') % MAX_IMAGE_ID + 1
+
+
+def sa1b_image_ids(file_names: Iterable[str]) -> Dict[str, int]:
+    """:func:`sa1b_image_id` of each name, checked to be unique.
+
+    Args:
+        file_names (Iterable[str]): Relative image paths.
+
+    Returns:
+        dict[str, int]: Name -> id.
+
+    Raises:
+        ValueError: Two names hash to the same id (a chance of about ``n**2 / 2**54``
+            for ``n`` images), naming both.
+    """
+    ids: Dict[str, int] = {}
+    owner: Dict[int, str] = {}
+    for name in file_names:
+        image_id = sa1b_image_id(name)
+        if image_id in owner and owner[image_id] != name:
+            raise ValueError(
+                f'images {owner[image_id]!r} and {name!r} hash to the same SA-1B image_id '
+                f'{image_id}; rename one of them'
+            )
+        owner[image_id] = name
+        ids[name] = image_id
+    return ids
 
 
 def _number(value: Any) -> Union[int, float]:

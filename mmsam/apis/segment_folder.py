@@ -1,10 +1,22 @@
 """Automatic mask generation over an image or a folder: SA-1B JSONs and overlays.
 
-What ``mmsam amg`` and ``demo/amg_demo.py`` run. For each image ``<rel>/<stem>.<ext>``
-under the input folder it writes ``<out_dir>/<rel>/<stem>.json`` (SA-1B format, via
-:mod:`mmsam.apis.sa1b`) and ``<out_dir>/<rel>/<stem>_overlay.png``. An image whose JSON
-exists is skipped (resume); the JSON is written last, so it marks a finished image.
-Image ids in the JSONs are the 1-based positions of the images in the sorted listing.
+What ``mmsam amg`` and ``demo/amg_demo.py`` run. For each image ``<rel>`` (its path
+relative to the input folder, extension included) it writes:
+
+* ``<out_dir>/<rel>.json``: the SA-1B file (via :mod:`mmsam.apis.sa1b`); its
+  ``image_id`` is :func:`~mmsam.apis.sa1b.sa1b_image_id` of ``<rel>``, stable across
+  reruns and unique;
+* ``<out_dir>/<rel>.overlay.png``: the masks drawn over the image (unless ``draw`` is
+  off).
+
+Keeping the extension makes the outputs of ``photo.jpg`` and ``photo.png`` distinct:
+two inputs can never share an output. Files under ``out_dir`` are never read as input
+(the output folder may lie inside the input folder).
+
+Resume: ``<out_dir>/.resume/<rel>.key`` records the settings (generator options and
+a fingerprint of the model's weights) and the image file's size and time stamp; an
+image whose key matches and whose outputs exist is skipped, any other is redone. The
+key is written last, so it marks a finished image.
 """
 
 import os
@@ -13,48 +25,114 @@ import os.path as osp
 import numpy as np
 
 from ..structures.rle import coco_rle_to_mask
+from ..utils.atomic_file import atomic_write, prepare_output_dir
 from ..visualization import overlay, save_png
-from .batch_runner import BatchReport, run_over_images
-from .image_io import list_images, load_image
+from .batch_runner import (
+    BatchReport,
+    file_stamp,
+    list_job_images,
+    model_fingerprint,
+    run_over_images,
+    settings_key,
+)
+from .image_io import load_image
 from .mask_generator import AutomaticMaskGenerator
-from .sa1b import write_sa1b
+from .sa1b import sa1b_image_ids, write_sa1b
+
+#: generator attributes that change its output (``points_per_batch`` and
+#: ``upscale_chunk`` do not)
+_GENERATOR_SETTINGS = (
+    'point_grids',
+    'pred_iou_thresh',
+    'stability_score_thresh',
+    'stability_score_offset',
+    'box_nms_thresh',
+    'crop_n_layers',
+    'crop_nms_thresh',
+    'crop_overlap_ratio',
+    'min_mask_region_area',
+    'output_mode',
+)
+
+
+def amg_output_paths(out_dir: str, rel: str) -> dict:
+    """The files written for the image at relative path ``rel``.
+
+    Returns:
+        dict: ``json``, ``overlay`` and ``key`` (the resume key) paths.
+    """
+    base = osp.join(out_dir, rel)
+    return dict(
+        json=base + '.json',
+        overlay=base + '.overlay.png',
+        key=osp.join(out_dir, '.resume', rel + '.key'),
+    )
+
+
+def generator_settings_key(generator: AutomaticMaskGenerator) -> str:
+    """A hash of what a generator's output depends on: its options and its weights."""
+    settings = {}
+    for name in _GENERATOR_SETTINGS:
+        value = getattr(generator, name)
+        if name == 'point_grids':
+            value = [np.asarray(g, dtype=np.float64).round(12).tolist() for g in value]
+        settings[name] = value
+    return settings_key(settings=settings, weights=model_fingerprint(generator.model))
 
 
 class _AMGJob:
     """Generate, draw and write the masks of one image."""
 
-    def __init__(self, generator: AutomaticMaskGenerator, root: str, out_dir: str, draw: bool):
-        self.image_ids = {}
+    def __init__(self, generator, root, out_dir, draw, image_ids, key):
         self.generator = generator
         self.root = root
         self.out_dir = out_dir
         self.draw = draw
+        self.image_ids = image_ids
+        self.key = key
 
-    def output_stem(self, path: str) -> str:
-        rel = osp.relpath(path, self.root)
-        return osp.join(self.out_dir, osp.splitext(rel)[0])
+    def rel(self, path: str) -> str:
+        return osp.relpath(path, self.root).replace(os.sep, '/')
+
+    def expected_key(self, path: str) -> str:
+        size, mtime_ns = file_stamp(path)
+        return f'{self.key} {size} {mtime_ns}\n'
 
     def is_done(self, path: str) -> bool:
-        return osp.isfile(self.output_stem(path) + '.json')
+        paths = amg_output_paths(self.out_dir, self.rel(path))
+        if not osp.isfile(paths['json']) or osp.isfile(paths['overlay']) != self.draw:
+            return False
+        try:
+            with open(paths['key'], encoding='utf-8') as f:
+                return f.read() == self.expected_key(path)
+        except OSError:
+            return False
 
     def __call__(self, path: str) -> None:
+        rel = self.rel(path)
+        paths = amg_output_paths(self.out_dir, rel)
+        if osp.exists(paths['key']):
+            os.remove(paths['key'])  # not finished until the new key is written
         image = load_image(path)
         records = self.generator.generate(image)
-        stem = self.output_stem(path)
         if self.draw:
             order = sorted(range(len(records)), key=lambda i: -records[i]['area'])
             masks = np.array(
                 [coco_rle_to_mask(records[i]['segmentation']) for i in order], dtype=bool
             ).reshape(-1, *image.shape[:2])
-            save_png(stem + '_overlay.png', overlay(image, masks))
+            save_png(paths['overlay'], overlay(image, masks))
+        elif osp.exists(paths['overlay']):
+            os.remove(paths['overlay'])  # an earlier run's, not this run's
         write_sa1b(
-            stem + '.json',
+            paths['json'],
             records,
-            image_id=self.image_ids[path],
-            file_name=osp.relpath(path, self.root).replace(os.sep, '/'),
+            image_id=self.image_ids[rel],
+            file_name=rel,
             height=image.shape[0],
             width=image.shape[1],
         )
+        with atomic_write(paths['key'], 'w') as f:
+            f.write(self.expected_key(path))
 
 
 def amg_folder(
@@ -71,21 +149,31 @@ def amg_folder(
         generator (AutomaticMaskGenerator): Its ``output_mode`` must be ``'coco_rle'``
             (SA-1B stores COCO RLE).
         inputs (str): An image file or a folder.
-        out_dir (str): Output folder; sub-folders mirror the input folder.
-        draw (bool): Also write ``<stem>_overlay.png``.
+        out_dir (str): Output folder; sub-folders mirror the input folder. It may lie
+            inside the input folder (its files are not read as input) but not be it.
+        draw (bool): Also write ``<rel>.overlay.png``.
         progress (bool): Show a progress bar.
-        resume (bool): Skip images whose JSON exists.
+        resume (bool): Skip images done by an earlier run with the same settings
+            (see the module docstring); ``False`` redoes every image.
 
     Returns:
         BatchReport: Processed, skipped and failed images (with reasons).
+
+    Raises:
+        FileNotFoundError: ``inputs`` does not exist.
+        ValueError: No image to process, or ``out_dir`` is the input folder.
+        OSError: ``out_dir`` cannot be written (checked before any work).
     """
     if generator.output_mode != 'coco_rle':
         raise ValueError(
             "the generator's output_mode must be 'coco_rle' to write SA-1B files, "
             f'got {generator.output_mode!r}'
         )
-    images = list_images(inputs)
+    images = list_job_images(inputs, out_dir)
+    prepare_output_dir(out_dir)
     root = inputs if osp.isdir(inputs) else osp.dirname(osp.abspath(inputs))
-    job = _AMGJob(generator, root, out_dir, draw)
-    job.image_ids = {path: i for i, path in enumerate(images, start=1)}
+    rels = [osp.relpath(p, root).replace(os.sep, '/') for p in images]
+    job = _AMGJob(
+        generator, root, out_dir, draw, sa1b_image_ids(rels), generator_settings_key(generator)
+    )
     return run_over_images(images, job, job.is_done if resume else None, 'amg', progress)

@@ -12,13 +12,15 @@ A prompt that is a single point is ambiguous; SAM then predicts three masks and 
 with the highest predicted IoU is kept (``multimask=True`` keeps all three).
 """
 
+import glob
 import os
 import os.path as osp
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..utils.atomic_file import atomic_write, atomic_write_json
+from ..utils.atomic_file import atomic_write, atomic_write_json, prepare_output_dir
 from ..visualization import overlay, save_mask_png, save_png
 from .image_io import load_image
 from .predictor import SAMPredictor
@@ -134,7 +136,10 @@ def segment_image_file(
 
     Writes ``<stem>_overlay.png`` (masks, points, boxes drawn), and, by ``save_masks``,
     ``<stem>_mask_<i>.png`` (0/255) and/or ``<stem>_masks.npy`` (``(M, H, W)`` bool),
-    plus ``<stem>_masks.json`` (prompts and scores). Every file is written whole.
+    plus ``<stem>_masks.json`` (prompts and scores). Every file is written whole, and
+    a rerun's files describe that run only: the ``<stem>_mask_<i>.png`` and
+    ``<stem>_masks.npy`` of an earlier run that this run does not write (more masks
+    then, another ``save_masks``) are removed.
 
     Args:
         predictor (SAMPredictor): Around the model to use.
@@ -160,7 +165,7 @@ def segment_image_file(
     predictor.set_image(image)
     masks, scores = predict_prompts(predictor, point_array, labels, box_array, multimask)
     stem = osp.join(out_dir, osp.splitext(osp.basename(image_path))[0])
-    os.makedirs(out_dir, exist_ok=True)
+    prepare_output_dir(out_dir)
     written = []
     if save_masks in ('png', 'both'):
         for i, mask in enumerate(masks):
@@ -182,7 +187,17 @@ def segment_image_file(
     )
     drawn = overlay(image, masks, points=point_array, point_labels=labels, boxes=box_array)
     overlay_path = save_png(f'{stem}_overlay.png', drawn)
+    _remove_stale_masks(stem, written)
     return dict(overlay=overlay_path, masks=written, scores=[float(s) for s in scores])
+
+
+def _remove_stale_masks(stem: str, written: Sequence[str]) -> None:
+    """Remove ``<stem>_mask_<i>.png`` / ``<stem>_masks.npy`` files not in ``written``."""
+    keep = {osp.abspath(p) for p in written}
+    pattern = re.compile(re.escape(osp.basename(stem)) + r'_(mask_\d+\.png|masks\.npy)')
+    for path in glob.glob(glob.escape(stem) + '_mask*'):
+        if pattern.fullmatch(osp.basename(path)) and osp.abspath(path) not in keep:
+            os.remove(path)
 
 
 __all__ = ['parse_point', 'parse_box', 'predict_prompts', 'segment_image_file']

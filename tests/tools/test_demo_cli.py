@@ -10,52 +10,17 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
+from cli_fixtures import OFFICIAL_B_URL, model_args, scene
 from PIL import Image
 
 from mmsam.cli import main
-from mmsam.testing.parity import build_official_sam, sam_model_cfg
+from mmsam.testing.parity import build_official_sam
 
 segment_anything = pytest.importorskip('segment_anything')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-IMG_SIZE = 256
-OFFICIAL_B_URL = 'https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth'
-
-
-def _image(h=60, w=80, seed=0):
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3), np.uint8)
-    img[:, : w // 2] = (200, 40, 40)
-    img[h // 3 :, w // 2 :] = (30, 30, 220)
-    return np.clip(img + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    """A tiny SAM config file, its random official-layout checkpoint and the official model."""
-    tmp = tmp_path_factory.mktemp('cli')
-    official = build_official_sam('tiny', img_size=IMG_SIZE, window_size=4, seed=5)
-    checkpoint = tmp / 'tiny_official.pth'
-    torch.save(official.state_dict(), checkpoint)
-    model_cfg = sam_model_cfg('tiny', img_size=IMG_SIZE, window_size=4)
-    config = tmp / 'sam_tiny.py'
-    config.write_text(f"default_scope = 'mmdet'\nmodel = {model_cfg!r}\n")
-    hub_config = tmp / 'sam_tiny_hub.py'
-    hub_config.write_text(config.read_text() + f'load_from = {OFFICIAL_B_URL!r}\n')
-    image = tmp / 'scene.png'
-    Image.fromarray(_image()).save(image)
-    return dict(
-        official=official,
-        checkpoint=str(checkpoint),
-        config=str(config),
-        hub_config=str(hub_config),
-        image=str(image),
-        tmp=tmp,
-    )
-
-
-def _model_args(tiny):
-    return ['--model', tiny['config'], '--weights', tiny['checkpoint'], '--device', 'cpu']
+_image = scene
+_model_args = model_args
 
 
 def test_segment_matches_official_predictor(tiny, tmp_path, capsys):
@@ -146,7 +111,7 @@ def test_weights_from_hub_cache_and_offline_message(tiny, tmp_path, monkeypatch,
 
 def test_amg_folder_resume_and_bad_image(tiny, tmp_path, capsys):
     from mmsam.apis import AutomaticMaskGenerator, get_model
-    from mmsam.apis.sa1b import decode_sa1b_masks
+    from mmsam.apis.sa1b import decode_sa1b_masks, sa1b_image_id
 
     data = tmp_path / 'imgs'
     (data / 'sub').mkdir(parents=True)
@@ -159,20 +124,21 @@ def test_amg_folder_resume_and_bad_image(tiny, tmp_path, capsys):
     assert main(cmd) == 1
     err = capsys.readouterr().err
     assert 'broken.jpg' in err and '2 processed, 0 skipped' in err and '1 failed' in err
-    assert (out / 'a_overlay.png').is_file() and (out / 'sub' / 'b_overlay.png').is_file()
+    assert (out / 'a.png.overlay.png').is_file()
+    assert (out / 'sub' / 'b.png.overlay.png').is_file()
 
     model = get_model(tiny['config'], pretrained=tiny['checkpoint'])
     records = AutomaticMaskGenerator(
         model, points_per_side=4, pred_iou_thresh=0, stability_score_thresh=0
     ).generate(_image(seed=1))
     assert len(records) > 0
-    masks = decode_sa1b_masks(str(out / 'a.json'))
+    masks = decode_sa1b_masks(str(out / 'a.png.json'))
     assert len(masks) == len(records)
     for got, rec in zip(masks, records):
         np.testing.assert_array_equal(got, rec['segmentation'])
-    sa1b = json.loads((out / 'a.json').read_text())
+    sa1b = json.loads((out / 'a.png.json').read_text())
     assert sa1b['image']['file_name'] == 'a.png' and sa1b['image']['height'] == 60
-    assert sa1b['image']['image_id'] == 1  # a.png, broken.jpg, sub/b.png sorted
+    assert sa1b['image']['image_id'] == sa1b_image_id('a.png')
 
     # resume: done images are skipped, the broken one is reported again
     assert main(cmd) == 1
@@ -182,7 +148,7 @@ def test_amg_folder_resume_and_bad_image(tiny, tmp_path, capsys):
     single = ['amg', str(data / 'a.png'), '--out-dir', str(tmp_path / 'none')]
     none = [*single, '--points-per-side', '2', '--pred-iou-thresh', '100', *_model_args(tiny)]
     assert main(none) == 0
-    empty = json.loads((tmp_path / 'none' / 'a.json').read_text())
+    empty = json.loads((tmp_path / 'none' / 'a.png.json').read_text())
     assert empty['annotations'] == [] and empty['image']['width'] == 80
 
 
