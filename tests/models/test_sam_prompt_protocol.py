@@ -59,10 +59,10 @@ def _ours(model, image, mode, **prompts):
         model.test_cfg['multimask_output'] = saved
 
 
-def _official_row(predictor, multimask, points=None, labels=None, box=None):
+def _official_row(predictor, multimask, points=None, labels=None, box=None, mask_input=None):
     """The official predictor on one prompt (original frame), labels -1 kept as padding."""
     size = predictor.original_size
-    kwargs = dict(point_coords=None, point_labels=None, boxes=None)
+    kwargs = dict(point_coords=None, point_labels=None, boxes=None, mask_input=mask_input)
     if points is not None:
         coords = predictor.transform.apply_coords(np.asarray(points, dtype=np.float64), size)
         kwargs['point_coords'] = torch.as_tensor(coords, dtype=torch.float)[None]
@@ -116,6 +116,28 @@ def test_single_points_and_several_points_in_one_sample(pair, image, predictor):
     # the single-output row differs from the best of its three multimask outputs
     forced = _ours(ours, image, True, points=points.astype(np.float32), point_labels=labels)
     assert (forced.mask_logits[1] - pred.mask_logits[1]).abs().max() > 0.01
+
+
+def test_a_point_with_a_mask_input_gets_the_single_output(pair, image, predictor):
+    """One click plus the previous logits: two prompts, so the single output."""
+    _, ours = pair
+    points = np.array([[[40.0, 30.0]], [[130.0, 80.0]]])
+    labels = np.array([[1], [1]])
+    mask_inputs = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(3)) * 4
+    pred = _ours(
+        ours,
+        image,
+        'auto',
+        points=points.astype(np.float32),
+        point_labels=labels,
+        mask_inputs=mask_inputs,
+    )
+    assert pred.multimask_output.tolist() == [False, False]
+    for i in range(2):
+        ref = _official_row(
+            predictor, False, points[i], labels[i], mask_input=mask_inputs[i : i + 1]
+        )
+        _assert_row(pred, i, ref, 3)
 
 
 @pytest.mark.parametrize('with_points', [False, True], ids=['box', 'box_and_points'])

@@ -37,13 +37,13 @@ class SAM(BaseDetector):
             (the decoder's output token 0, the "fourth" mask of the SAM paper, as
             the official ``SamPredictor.predict(..., multimask_output=False)``):
 
-            * ``'auto'`` (default): the SAM paper's protocol, decided per prompt:
-              three outputs for an ambiguous prompt, i.e. one without a box and with
-              at most one point (padding labels -1 not counted; a mask input does
-              not change the decision); the single output for a box, a box with
-              points, and two or more points (clicks 2..N of the interactive
-              protocol). Prompts of both kinds on one image are decoded in two
-              groups.
+            * ``'auto'`` (default): the SAM paper's protocol ("a single mask when
+              more than one prompt is given"), decided per prompt: three outputs
+              for an ambiguous prompt, at most one point (padding labels -1 not
+              counted) and neither a box nor a mask input; the single output for a
+              box, a box with points, two or more points, and points with a mask
+              input (clicks 2..N of the interactive protocol). Prompts of both
+              kinds on one image are decoded in two groups.
             * ``True``: three outputs for every prompt (best by predicted IoU).
             * ``False``: the single output for every prompt.
         autocast_dtype (str | torch.dtype | dict, optional): Mixed precision for
@@ -241,7 +241,12 @@ class SAM(BaseDetector):
         return 1 if self.multimask_mode() is False else self.mask_decoder.num_multimask_outputs
 
     def multimask_prompts(
-        self, points: Optional[Points], boxes: Optional[torch.Tensor], n: int, device=None
+        self,
+        points: Optional[Points],
+        boxes: Optional[torch.Tensor],
+        mask_inputs: Optional[torch.Tensor],
+        n: int,
+        device=None,
     ) -> torch.Tensor:
         """Which of ``N`` prompts are decoded with the multimask outputs (see ``test_cfg``).
 
@@ -249,6 +254,7 @@ class SAM(BaseDetector):
             points (tuple[Tensor, Tensor], optional): coords ``(N, P, 2)`` and labels
                 ``(N, P)`` (-1: padding).
             boxes (Tensor, optional): ``(N, 4)``.
+            mask_inputs (Tensor, optional): ``(N, 1, 4E, 4E)``.
             n (int): The number of prompts.
             device (torch.device, optional): Of the result.
 
@@ -256,8 +262,8 @@ class SAM(BaseDetector):
             Tensor: ``(N,)`` bool.
         """
         mode = self.multimask_mode()
-        if mode != 'auto' or boxes is not None or points is None:
-            flag = mode if mode != 'auto' else boxes is None
+        if mode != 'auto' or boxes is not None or mask_inputs is not None or points is None:
+            flag = mode if mode != 'auto' else boxes is None and mask_inputs is None
             return torch.full((n,), bool(flag), dtype=torch.bool, device=device)
         return ((points[1] != -1).sum(dim=1) <= 1).to(device)
 
@@ -288,7 +294,7 @@ class SAM(BaseDetector):
         """
         n = self.prompt_encoder._check_inputs(points, boxes, mask_inputs)
         device = image_embeddings.device
-        multi = self.multimask_prompts(points, boxes, n, device)
+        multi = self.multimask_prompts(points, boxes, mask_inputs, n, device)
         c = self.num_mask_outputs
         size = tuple(self.prompt_encoder.mask_input_size)
         if n == 0:
