@@ -12,6 +12,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from mmcv.cnn.bricks.transformer import FFN
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
@@ -156,6 +157,10 @@ class SAMImageEncoder(BaseModule):
             ``torch.autocast`` in ``'bfloat16'`` (CPU or CUDA) or ``'float16'`` (CUDA);
             outputs are returned in float32. Changes results slightly. Defaults to None
             (plain float32).
+        with_cp (bool): Gradient checkpointing of each transformer layer while training
+            with gradients (recomputes the layer in the backward pass instead of keeping
+            its activations: less memory for ViT-L/H fine-tuning, same results).
+            Defaults to False.
         init_cfg (dict, optional): Initialization config.
 
     Shape:
@@ -217,10 +222,12 @@ class SAMImageEncoder(BaseModule):
         interpolate_mode: str = 'bicubic',
         heads_per_chunk: Optional[int] = None,
         autocast_dtype: Optional[Union[str, torch.dtype]] = None,
+        with_cp: bool = False,
         init_cfg: Optional[dict] = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.autocast_dtype = parse_autocast_dtype(autocast_dtype)
+        self.with_cp = bool(with_cp)
         self.arch_settings = self._parse_arch(arch)
         self.embed_dims = int(self.arch_settings['embed_dims'])
         self.num_layers = int(self.arch_settings['num_layers'])
@@ -332,6 +339,33 @@ class SAMImageEncoder(BaseModule):
             self._freeze_stages()
         return self
 
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Depth of a parameter, for layer-wise learning-rate decay.
+
+        Follows mmpretrain's ``VisionTransformer.get_layer_depth`` (which
+        ``LearningRateDecayOptimWrapperConstructor`` calls): the patch embedding and the
+        position embedding are depth 0, layer ``i`` is depth ``i + 1``, and the neck and
+        every parameter outside the encoder (the decoder) get the last depth (no decay).
+
+        Args:
+            param_name (str): Parameter name, e.g. ``'backbone.layers.3.attn.qkv.weight'``.
+            prefix (str): Prefix of the encoder's parameters. Defaults to ``''``.
+
+        Returns:
+            tuple[int, int]: ``(depth, num_layers + 2)``.
+        """
+        num_layers = self.num_layers + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix) :]
+        if name == 'pos_embed' or name.startswith('patch_embed'):
+            depth = 0
+        elif name.startswith('layers.'):
+            depth = int(name.split('.')[1]) + 1
+        else:
+            depth = num_layers - 1
+        return depth, num_layers
+
     def _resize_position_tables(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         """Resample position tables of a checkpoint made for another input size."""
         logger = MMLogger.get_current_instance()
@@ -377,8 +411,12 @@ class SAMImageEncoder(BaseModule):
             x = x + resize_abs_pos_embed(self.pos_embed, tuple(x.shape[1:3]), self.interpolate_mode)
             x = self.drop_after_pos(x)
         outs = []
+        checkpointed = self.with_cp and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            x = layer(x)
+            if checkpointed and any(p.requires_grad for p in layer.parameters()):
+                x = torch.utils.checkpoint.checkpoint(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
             if i in self.out_indices:
                 feat = x.permute(0, 3, 1, 2)
                 if self.out_channels > 0:

@@ -529,11 +529,36 @@ class SAM(BaseDetector):
         """Raw network outputs (``mode='tensor'``): the image embeddings."""
         return self.extract_feat(batch_inputs)
 
+    def get_layer_depth(self, param_name: str) -> Tuple[int, int]:
+        """Depth of a parameter for layer-wise lr decay (mmpretrain's
+        ``LearningRateDecayOptimWrapperConstructor``): the image encoder's
+        ``get_layer_depth`` with the ``backbone.`` prefix; the prompt encoder and the
+        mask decoder get the last depth (the full learning rate)."""
+        return self.backbone.get_layer_depth(param_name, 'backbone.')
+
     def loss(
         self, batch_inputs: torch.Tensor, batch_data_samples: List[DetDataSample]
     ) -> Union[Dict, List]:
-        """Training is not part of mmsam yet; only inference and evaluation are."""
-        raise NotImplementedError(
-            'mmsam.models.SAM supports inference and evaluation only (mode="predict" or '
-            '"tensor"); fine-tuning losses are not implemented'
-        )
+        """Losses of SAM's simulated interactive training (the SAM paper's recipe).
+
+        Per image, up to ``train_cfg.max_instances_per_image`` ground-truth instances get
+        a noisy box or a point inside the mask, then corrective points from the error
+        region over several rounds; focal + dice (20:1) on the upscaled logits and MSE
+        on the predicted IoU. See :class:`mmsam.models.task_modules.SAMInteractiveLoss`
+        for ``train_cfg``'s keys.
+
+        Args:
+            batch_inputs (Tensor): ``(B, 3, S, S)`` from :class:`SAMDataPreprocessor`.
+            batch_data_samples (list[DetDataSample]): ``gt_instances.masks`` ``(N, H, W)``
+                in the frame of the image given to the preprocessor.
+
+        Returns:
+            dict[str, Tensor]: ``loss_mask_focal``, ``loss_mask_dice``, ``loss_iou``.
+        """
+        criterion = self.__dict__.get('_training_loss')
+        if criterion is None:
+            from ..task_modules import SAMInteractiveLoss
+
+            criterion = SAMInteractiveLoss(**(self.train_cfg or {}))
+            self.__dict__['_training_loss'] = criterion  # not a submodule: no state
+        return criterion(self, batch_inputs, batch_data_samples)

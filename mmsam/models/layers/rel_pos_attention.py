@@ -104,8 +104,10 @@ def expand_rel_pos_bias(
         Tensor: ``(..., Nq, k_h * k_w)``, contiguous.
     """
     k_h, k_w = rel_h.shape[-1], rel_w.shape[-1]
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        # exporters and compilers take the plain sum (they cannot trace ``out=``)
+    needs_grad = torch.is_grad_enabled() and (rel_h.requires_grad or rel_w.requires_grad)
+    if needs_grad or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        # exporters and compilers take the plain sum (they cannot trace ``out=``), and so
+        # does training (autograd does not differentiate through ``out=``)
         return (rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)).reshape(*rel_h.shape[:-1], k_h * k_w)
     shape = (*rel_h.shape, k_w)
     if out is None:

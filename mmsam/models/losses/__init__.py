@@ -1,0 +1,5 @@
+"""Training losses."""
+
+from .sam_mask_loss import SAMMaskLoss
+
+__all__ = ['SAMMaskLoss']

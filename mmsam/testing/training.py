@@ -1,0 +1,113 @@
+"""Helpers of the training tests: recipe configs shrunk to a tiny SAM, small batches."""
+
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import torch
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.structures import InstanceData
+
+from .parity import TEST_ARCHS
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))  # the checkout
+CONFIGS = osp.join(REPO, 'configs', 'sam')
+IMG_SIZE, WINDOW = 128, 4
+
+DECODER_FT = 'sam_vit-base-p16_decoder-ft_8xb2-12e_coco-instance.py'
+LORA_FT = 'sam_vit-base-p16_lora-ft_8xb2-12e_coco-instance.py'
+FULL_FT = 'sam_vit-base-p16_full-ft-lrd_8xb2-12e_coco-instance.py'
+
+
+def tiny_model_overrides(cfg_model: dict, for_merge: bool = False, dims: int = 64) -> dict:
+    """Shrink a recipe's SAM to the tiny test encoder at 128 px (in place).
+
+    Args:
+        cfg_model (dict): The ``model`` dict (a recipe's, or an override to merge).
+        for_merge (bool): The dict is written into a child config (the arch dict
+            replaces the base's arch name with ``_delete_``).
+        dims (int): Channels of the neck, prompt encoder and mask decoder: 256 is
+            SAM's decoder (8 heads, MLP 2048); 64 (2 heads, MLP 256) makes a training
+            step about 10x cheaper.
+
+    Returns:
+        dict: ``cfg_model``.
+    """
+    embed = IMG_SIZE // 16
+    encoder = cfg_model.setdefault('backbone', {})
+    if 'module' in encoder:  # LoRA wrapper
+        encoder = encoder['module']
+    arch = dict(TEST_ARCHS['tiny'], _delete_=True) if for_merge else dict(TEST_ARCHS['tiny'])
+    encoder.update(arch=arch, img_size=IMG_SIZE, window_size=WINDOW, out_channels=dims)
+    cfg_model.setdefault('data_preprocessor', {})['image_size'] = IMG_SIZE
+    cfg_model.setdefault('prompt_encoder', {}).update(
+        embed_dims=dims, image_embedding_size=(embed, embed), input_image_size=(IMG_SIZE, IMG_SIZE)
+    )
+    cfg_model.setdefault('mask_decoder', {}).update(
+        transformer_dims=dims,
+        transformer=dict(
+            depth=2,
+            embed_dims=dims,
+            num_heads=8 if dims == 256 else 2,
+            mlp_dims=2048 if dims == 256 else 4 * dims,
+        ),
+        iou_head_hidden_dims=dims,
+    )
+    return cfg_model
+
+
+def tiny_recipe(name: str, **train_cfg) -> Config:
+    """A recipe config with the tiny model and a short prompt schedule."""
+    cfg = Config.fromfile(osp.join(CONFIGS, name))
+    tiny_model_overrides(cfg.model)
+    cfg.model.train_cfg.prompt_simulation.update(num_point_rounds=2, num_mask_only_rounds=1)
+    cfg.model.train_cfg.update(train_cfg)
+    return cfg
+
+
+def shapes_batch(seed: int = 0, num_images: int = 2, size=(40, 60)):
+    """Images ``(3, H, W)`` uint8 with 2 rectangle instances each, as the model gets them."""
+    rng = np.random.default_rng(seed)
+    inputs, samples = [], []
+    h, w = size
+    for i in range(num_images):
+        img = rng.integers(0, 60, size=(3, h, w), dtype=np.uint8)
+        masks = np.zeros((2, h, w), bool)
+        masks[0, 5:20, 5:25] = True
+        masks[1, 22:35, 30:55] = True
+        img[:, masks[0]] = 200
+        img[:, masks[1]] = 120
+        sample = DetDataSample(metainfo=dict(img_id=i, img_path=f'img{i}.png'))
+        sample.gt_instances = InstanceData(masks=torch.from_numpy(masks))
+        inputs.append(torch.from_numpy(img))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+@HOOKS.register_module()
+class RecordLossHook(Hook):
+    """Append each training iteration's losses of this process to a JSON-lines file.
+
+    mmengine logs rank 0's losses only; tests compare the mean over the processes with a
+    single-process run. Lines: ``{"iter": i, "loss": ..., ...}`` in
+    ``{out_dir}/losses_rank{rank}.jsonl``.
+
+    Args:
+        out_dir (str): Folder of the files.
+    """
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        record = dict(iter=int(runner.iter))
+        record.update({k: float(v) for k, v in (outputs or {}).items()})
+        os.makedirs(self.out_dir, exist_ok=True)
+        path = osp.join(self.out_dir, f'losses_rank{get_rank()}.jsonl')
+        with open(path, 'a') as f:
+            f.write(json.dumps(record) + '\n')

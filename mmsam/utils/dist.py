@@ -1,0 +1,69 @@
+"""Distributed launch on machines without CUDA (shared by tools/train.py and tools/test.py)."""
+
+import argparse
+import os
+
+import torch
+from mmengine.config import Config, DictAction
+
+
+def add_launch_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--cfg-options``, ``--launcher`` and ``--local-rank`` (mmdet's tools)."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value (e.g. load_from=sam_vit-base.pth)',
+    )
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='launcher'
+    )
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def set_local_rank(args: argparse.Namespace) -> argparse.Namespace:
+    """Export ``--local-rank`` as ``LOCAL_RANK`` unless the launcher set it."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def setup_cpu_dist_cfg(cfg: Config) -> Config:
+    """Adapt a config launched with ``--launcher`` to a machine without CUDA.
+
+    NCCL needs GPUs, so the backend falls back to ``gloo``; DDP takes no
+    ``device_ids`` for a CPU model (other ``model_wrapper_cfg`` settings, such as
+    ``find_unused_parameters``, are kept). Nothing changes when CUDA is available or
+    when ``cfg.launcher`` is ``'none'``.
+
+    Args:
+        cfg (Config): The config, with ``launcher`` set.
+
+    Returns:
+        Config: ``cfg``, changed in place.
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return cfg
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    return cfg
+
+
+def init_cpu_dist(cfg: Config) -> None:
+    """Join torchrun's process group on a machine without CUDA.
+
+    mmengine's ``init_dist`` always selects a CUDA device first; the runner skips it
+    when the process group exists already.
+    """
+    if cfg.get('launcher', 'none') == 'pytorch' and not torch.cuda.is_available():
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend=cfg.env_cfg.dist_cfg.backend)
