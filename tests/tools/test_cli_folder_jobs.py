@@ -201,3 +201,31 @@ def test_annotate_rerun_gives_a_fresh_runs_outputs(tiny, tmp_path, capsys):
     # an image is added: the rerun equals a fresh run, the outputs are not input
     Image.fromarray(scene(seed=4)).save(data / 'added.png')
     assert annotate(inside) == annotate(tmp_path / 'fresh2')
+
+
+def test_segment_rerun_removes_stale_mask_files(tiny, tmp_path, capsys):
+    out = tmp_path / 'seg'
+    base = ['segment', tiny['image'], '--points', '20,30', '--out-dir', str(out)]
+    assert main([*base, '--multimask', *model_args(tiny)]) == 0
+    assert sorted(p.name for p in out.glob('scene_mask*')) == [
+        'scene_mask_0.png',
+        'scene_mask_1.png',
+        'scene_mask_2.png',
+        'scene_masks.json',
+        'scene_masks.npy',
+    ]
+    (out / 'scene_mask_notes.txt').write_text('not ours: kept')
+    # one mask now: the earlier run's masks 1 and 2 are gone
+    assert main([*base, *model_args(tiny)]) == 0
+    names = sorted(p.name for p in out.glob('scene_mask*'))
+    assert names == [
+        'scene_mask_0.png',
+        'scene_mask_notes.txt',
+        'scene_masks.json',
+        'scene_masks.npy',
+    ]
+    # png only: the earlier .npy is gone too
+    assert main([*base, '--save-masks', 'png', *model_args(tiny)]) == 0
+    names = sorted(p.name for p in out.glob('scene_mask*'))
+    assert names == ['scene_mask_0.png', 'scene_mask_notes.txt', 'scene_masks.json']
+    capsys.readouterr()
