@@ -2,6 +2,7 @@
 
 from .atomic_file import atomic_write, atomic_write_json
 from .checkpoint_io import (
+    CheckpointLoadError,
     CheckpointMismatchError,
     atomic_torch_save,
     check_state_dict,
@@ -12,24 +13,19 @@ from .checkpoint_io import (
 from .checkpoint_keys import (
     convert_hf_to_mmsam,
     convert_mmsam_to_official,
-    convert_official_encoder_to_vitsam,
     convert_official_to_mmsam,
     detect_layout,
     infer_encoder_arch,
-    is_mmsam_layout,
-    is_official_layout,
     mmsam_key_to_official,
     official_key_to_mmsam,
     to_mmsam_layout,
 )
+from .checkpoint_loader import load_checkpoint_to_model, prepare_state_dict
 from .collect_env import collect_env
 
 __all__ = [
     'convert_official_to_mmsam',
     'convert_mmsam_to_official',
-    'convert_official_encoder_to_vitsam',
-    'is_official_layout',
-    'is_mmsam_layout',
     'official_key_to_mmsam',
     'mmsam_key_to_official',
     'collect_env',
@@ -41,6 +37,9 @@ __all__ = [
     'load_checkpoint_file',
     'check_state_dict',
     'CheckpointMismatchError',
+    'CheckpointLoadError',
+    'prepare_state_dict',
+    'load_checkpoint_to_model',
     'convert_hf_to_mmsam',
     'detect_layout',
     'infer_encoder_arch',

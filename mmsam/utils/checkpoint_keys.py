@@ -138,28 +138,6 @@ def convert_mmsam_to_official(state_dict: Mapping[str, torch.Tensor]) -> 'Ordere
     return _convert(state_dict, mmsam_key_to_official)
 
 
-def convert_official_encoder_to_vitsam(state_dict: Mapping[str, torch.Tensor]) -> 'OrderedDict':
-    """Extract the image encoder of an official state dict in mmpretrain's ``ViTSAM`` layout."""
-    encoder = {
-        k[len('image_encoder.') :]: v
-        for k, v in state_dict.items()
-        if k.startswith('image_encoder.')
-    }
-    return _convert(encoder, official_encoder_key_to_mmsam)
-
-
-def is_official_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Whether the keys look like the official SAM layout (``image_encoder.*`` present)."""
-    return any(k.startswith('image_encoder.') for k in state_dict)
-
-
-def is_mmsam_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Whether the keys look like mmsam's full-model layout (``backbone.layers.*``)."""
-    return any(k.startswith('backbone.') for k in state_dict) and any(
-        k.startswith(('prompt_encoder.', 'mask_decoder.')) for k in state_dict
-    )
-
-
 # --------------------------------------------------------------------------------------
 # Hugging Face transformers layout (``facebook/sam-vit-base`` and its siblings).
 #
