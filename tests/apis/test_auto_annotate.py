@@ -139,8 +139,15 @@ def test_coco_file_loads_in_mmdet(setup):
     predictor = SAMPredictor(setup['sam'])
     predictor.set_image(load_image(setup['data'] / 'rgb.png'))
     first = record['anns'][0]
-    masks, _, _ = predictor.predict(box=np.array(first['det_bbox']), multimask_output=False)
-    np.testing.assert_array_equal(coco_rle_to_mask(first['segmentation']), masks[0])
+    logits, _, _ = predictor.predict(
+        box=np.array(first['det_bbox']), multimask_output=False, return_logits=True
+    )
+    # decoded alone here, with the image's other boxes there: a pixel whose logit sits
+    # at the threshold may round either way (batch-size-dependent kernels)
+    threshold = setup['sam'].mask_threshold
+    near = np.abs(logits[0] - threshold) <= 1e-4
+    differ = coco_rle_to_mask(first['segmentation']) != (logits[0] > threshold)
+    assert not (differ & ~near).any()
 
     with DefaultScope.overwrite_default_scope('mmdet'):  # no global scope left behind
         dataset = CocoDataset(
