@@ -36,8 +36,9 @@ def readme() -> str:
 
 
 # what an installed mmsam needs beside its code, as OpenMMLab packages ship it:
-# ``mmsam/.mim/{configs,tools,demo,model-index.yml}`` (found by get_model and by
-# ``mim search mmsam``); as mmdet's setup.py does it
+# ``mmsam/.mim/{configs,tools,demo,model-index.yml}`` (found by get_model; by ``mim search
+# mmsam`` for a wheel install: mim 0.3 looks in the distribution's site-packages folder,
+# which a PEP 660 editable install leaves empty); as mmdet's setup.py does it
 MIM_FILES = ('configs', 'tools', 'demo', 'model-index.yml')
 MIM_DIR = os.path.join(HERE, 'mmsam', '.mim')
 EDITABLE_COMMANDS = ('develop', 'editable_wheel')  # pip install -e . (legacy / PEP 660)
@@ -69,7 +70,8 @@ def add_mim_extension() -> bool:
     """Fill ``mmsam/.mim`` for the setup command being run.
 
     An editable install (``pip install -e .``) links the repository's folders there
-    (copies on Windows), so that ``mim search mmsam`` finds them; the links stay. A
+    (copies on Windows), so that the package finds them as an installed one does; the
+    links stay. A
     wheel, sdist or plain install copies them; the copy lives in the package and is
     removed from the source tree after the build.
 
