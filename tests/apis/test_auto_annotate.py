@@ -215,6 +215,8 @@ def _numpy_bbox(mask):
 
 
 def test_no_detections_and_polygons(setup, log_records):
+    from mmdet.datasets import CocoDataset
+    from mmengine.registry import DefaultScope
     from pycocotools import mask as mask_api
     from pycocotools.coco import COCO
 
@@ -239,6 +241,18 @@ def test_no_detections_and_polygons(setup, log_records):
         assert ann['area'] == mask_api.area(rle) == expected.sum()
         assert ann['bbox'] == mask_api.toBbox(rle).tolist() == _numpy_bbox(expected)
     assert not [r for r in log_records if 'polygons decode' in r.getMessage()]
+    with DefaultScope.overwrite_default_scope('mmdet'):  # mmdet's loader reads them too
+        dataset = CocoDataset(
+            ann_file=poly.ann_file,
+            data_prefix=dict(img=str(sub) + '/'),
+            metainfo=dict(classes=CLASSES),
+            pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+            ],
+        )
+        got = dataset[0]['gt_masks'].masks.astype(bool)
+    np.testing.assert_array_equal(got, [hard_mask(k, 48, 64) for k in range(len(anns))])
 
     # simplified polygons that lose too much: written as RLE, one log line each
     lossy = _run(
