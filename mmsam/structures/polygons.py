@@ -27,8 +27,8 @@ import numpy as np
 #: Polygons whose decoded mask has a lower IoU with the mask are replaced by RLE.
 #: Exact polygons (``tolerance=0``, the default) always decode to IoU 1.0. Measured on
 #: smooth blobs (SAM-like masks) with ``tolerance=1``: IoU >= 0.99 at 100 px radius,
-#: >= 0.98 at 30 px, about 0.95 at 10 px and 0.88-0.93 at 5 px (1-pixel strokes vanish);
-#: 0.95 keeps simplified masks of about 20 px across and larger as polygons and writes
+#: >= 0.98 at 30 px, 0.94-0.95 at 10 px and 0.86-0.93 at 5 px (1-pixel strokes vanish);
+#: 0.95 keeps simplified masks about 30 px across and larger as polygons and writes
 #: smaller or thinner ones as RLE.
 DEFAULT_POLYGON_MIN_IOU = 0.95
 
