@@ -223,6 +223,10 @@ class AutomaticMaskGenerator:
         crop_boxes, layer_idxs = generate_crop_boxes(
             orig_size, self.crop_n_layers, self.crop_overlap_ratio
         )
+        # the official crop layout leaves crops without pixels on images only a few
+        # pixels wide: they hold no mask
+        kept = [(b, i) for b, i in zip(crop_boxes, layer_idxs) if b[2] > b[0] and b[3] > b[1]]
+        crop_boxes, layer_idxs = [b for b, _ in kept], [i for _, i in kept]
         parts = [
             self._process_crop(image, box, layer, orig_size)
             for box, layer in zip(crop_boxes, layer_idxs)

@@ -45,8 +45,7 @@ def generate_crop_boxes(
         overlap_ratio (float): Overlap of first-layer crops, as a fraction of the short side.
 
     Returns:
-        tuple[list[list[int]], list[int]]: XYXY boxes and their layer indices; crops
-        that would hold no pixel (images only a few pixels wide) are left out.
+        tuple[list[list[int]], list[int]]: XYXY boxes and their layer indices.
     """
     im_h, im_w = int(im_size[0]), int(im_size[1])
     short_side = min(im_h, im_w)
@@ -63,10 +62,8 @@ def generate_crop_boxes(
         x0s = [int((crop_w - overlap) * i) for i in range(n_crops)]
         y0s = [int((crop_h - overlap) * i) for i in range(n_crops)]
         for x0, y0 in product(x0s, y0s):
-            x1, y1 = min(x0 + crop_w, im_w), min(y0 + crop_h, im_h)
-            if x1 > x0 and y1 > y0:  # a tiny image leaves some crops without pixels
-                boxes.append([x0, y0, x1, y1])
-                layers.append(layer + 1)
+            boxes.append([x0, y0, min(x0 + crop_w, im_w), min(y0 + crop_h, im_h)])
+            layers.append(layer + 1)
     return boxes, layers
 
 
