@@ -257,21 +257,27 @@ def _check_box_metrics(setup, reference, name, multimask):
     assert abs(metrics['coco/oracle_mIoU@1'] - oracle) < TOL
 
     # mask AP with pycocotools directly (no-segmentation GT as an ignored box region)
-    from pycocotools.cocoeval import COCOeval
-
     coco = reference['coco']
     for ann in coco.anns.values():
         if not ann.get('segmentation'):
             x, y, w, h = ann['bbox']
             ann.update(segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]], iscrowd=1)
+    ap = _coco_mask_ap(coco, results, [img_id for img_id, _, _ in images], CLASS_IDS)
+    assert abs(metrics['coco/segm_mAP'] - round(ap, 3)) < 1e-9
+    return metrics
+
+
+def _coco_mask_ap(coco, results, img_ids, cat_ids):
+    """pycocotools' mask AP (IoU 0.50:0.95) of COCO-format results."""
+    from pycocotools.cocoeval import COCOeval
+
     ev = COCOeval(coco, coco.loadRes(results), 'segm')
-    ev.params.imgIds = [img_id for img_id, _, _ in images]
-    ev.params.catIds = list(CLASS_IDS)
+    ev.params.imgIds = list(img_ids)
+    ev.params.catIds = list(cat_ids)
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
-    assert abs(metrics['coco/segm_mAP'] - round(ev.stats[0], 3)) < 1e-9
-    return metrics
+    return float(ev.stats[0])
 
 
 def test_box_prompts_match_official_predictor(setup, reference):
@@ -289,6 +295,91 @@ def test_box_prompts_with_forced_multimask_output(setup, reference):
     """``model.test_cfg.multimask_output=True``: the best of three by predicted IoU."""
     metrics = _check_box_metrics(setup, reference, 'box_multimask', multimask=True)
     assert metrics['coco/oracle_mIoU@1'] > metrics['coco/mIoU@1']
+
+
+#: IoUs of the official single-output masks with the ground truth of :func:`sam_made`:
+#: between COCO's thresholds 0.50:0.05:0.95, so that a few pixels never cross one
+TARGET_IOUS = (1.0, 0.975, 0.875, 0.775, 0.675, 0.575)
+
+
+def _top_rows(mask, iou):
+    """The top rows of ``mask`` whose area is closest to ``iou`` times the mask's."""
+    kept = np.cumsum(mask.sum(axis=1)) / mask.sum()
+    cut = int(np.argmin(np.abs(kept - iou))) + 1
+    out = mask.copy()
+    out[cut:] = False
+    return out
+
+
+@pytest.fixture(scope='module')
+def sam_made(setup):
+    """A COCO set whose masks the official model drew: AP far from 0 on random weights.
+
+    With random weights SAM's masks hardly overlap drawn shapes, so mask AP is 0 whatever
+    the protocol. Here each instance keeps its box (the prompt) and its mask becomes the
+    top part of the official predictor's single-output mask for that box
+    (:data:`TARGET_IOUS`), so the paper's protocol scores IoUs between 0.5 and 1 and
+    another protocol scores differently.
+    """
+    root = setup['tmp'] / 'sam_made'
+    data = make_coco_fixture(str(root), seed=SEED + 1, bad_entries=False)
+    with open(data['ann_file']) as f:
+        content = json.load(f)
+    predictor = SamPredictor(setup['official'])
+    kept = []
+    for img in content['images']:
+        rgb = cv2.imread(osp.join(data['img_dir'], img['file_name']))[:, :, ::-1].copy()
+        predictor.set_image(rgb)
+        for ann in [a for a in content['annotations'] if a['image_id'] == img['id']]:
+            x, y, w, h = ann['bbox']
+            box = np.array([x, y, x + w, y + h])
+            mask = predictor.predict(box=box, multimask_output=False)[0][0]
+            if mask.sum() < 30:
+                continue
+            gt = _top_rows(mask, TARGET_IOUS[len(kept) % len(TARGET_IOUS)])
+            iou = gt.sum() / mask.sum()
+            margin = np.abs(np.linspace(0.5, 0.95, 10) - iou).min()
+            assert iou == 1 or margin > 0.01, f'IoU {iou} too close to a COCO threshold'
+            rle = mask_api.encode(np.asfortranarray(gt.astype(np.uint8)))
+            rle['counts'] = rle['counts'].decode()
+            ann.update(segmentation=rle, area=float(gt.sum()), iscrowd=0)
+            kept.append(ann)
+    assert len(kept) >= 6, 'too few non-empty official masks for an AP test'
+    content['annotations'] = kept
+    with open(data['ann_file'], 'w') as f:
+        json.dump(content, f)
+    box = 'sam_vit-base-p16_coco-val2017_box-prompt.py'
+    configs = {
+        mode: _write_config(root / f'{mode}.py', box, data['data_root'] + '/', multimask=mode)
+        for mode in ('auto', True)
+    }
+    return dict(data=data, configs=configs)
+
+
+@pytest.mark.parametrize('mode', ['auto', True], ids=['paper', 'forced_multimask'])
+def test_box_prompt_ap_matches_official_predictor(setup, sam_made, mode):
+    """Mask AP and mIoU against pycocotools on the official predictor's masks (0.005)."""
+    name = f'sam_made_{mode}'
+    work_dir = str(setup['tmp'] / f'work_{name}')
+    cmd = [sys.executable, 'tools/test.py', sam_made['configs'][mode], setup['checkpoint']]
+    rc, out, metrics = _run([*cmd, '--work-dir', work_dir], work_dir)
+    assert rc == 0 and metrics is not None, out[-3000:]
+    coco, images = _reference_instances(sam_made['data'])
+    miou, _, results = _reference_box(setup['official'], images, multimask=mode is True)
+    ap = _coco_mask_ap(coco, results, [img_id for img_id, _, _ in images], coco.getCatIds())
+    assert metrics['coco/num_instances'] == len(coco.anns)
+    assert abs(metrics['coco/mIoU@1'] - miou) < TOL
+    assert abs(metrics['coco/segm_mAP'] - ap) < 0.005
+    if mode == 'auto':  # the ground truth was cut from these very masks
+        assert ap > 0.3 and miou > 0.7, (ap, miou)
+    else:  # best of three by predicted IoU: other masks, another AP
+        paper = _coco_mask_ap(
+            coco,
+            _reference_box(setup['official'], images)[2],
+            [img_id for img_id, _, _ in images],
+            coco.getCatIds(),
+        )
+        assert abs(ap - paper) > 0.05, (ap, paper)
 
 
 @pytest.fixture(scope='module')
