@@ -37,4 +37,6 @@ default_hooks = dict(
         type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='coco/mIoU@1', rule='greater'
     ),
 )
+# checkpoints that torch.load(weights_only=True) reads (--resume, tools/test.py)
+custom_hooks = [dict(type='PlainCheckpointHook')]
 randomness = dict(seed=0)

@@ -1,5 +1,6 @@
 """Training and testing machinery for mmengine's runner (registered in mmdet's registries)."""
 
+from .hooks import PlainCheckpointHook
 from .runner import SAMRunner
 
-__all__ = ['SAMRunner']
+__all__ = ['PlainCheckpointHook', 'SAMRunner']

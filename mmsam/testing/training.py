@@ -3,6 +3,7 @@
 import json
 import os
 import os.path as osp
+from typing import Optional
 
 import numpy as np
 import torch
@@ -98,16 +99,17 @@ class RecordLossHook(Hook):
     ``{out_dir}/losses_rank{rank}.jsonl``.
 
     Args:
-        out_dir (str): Folder of the files.
+        out_dir (str, optional): Folder of the files. Defaults to ``{work_dir}/losses``.
     """
 
-    def __init__(self, out_dir: str) -> None:
+    def __init__(self, out_dir: Optional[str] = None) -> None:
         self.out_dir = out_dir
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         record = dict(iter=int(runner.iter))
         record.update({k: float(v) for k, v in (outputs or {}).items()})
-        os.makedirs(self.out_dir, exist_ok=True)
-        path = osp.join(self.out_dir, f'losses_rank{get_rank()}.jsonl')
+        out_dir = self.out_dir or osp.join(runner.work_dir, 'losses')
+        os.makedirs(out_dir, exist_ok=True)
+        path = osp.join(out_dir, f'losses_rank{get_rank()}.jsonl')
         with open(path, 'a') as f:
             f.write(json.dumps(record) + '\n')

@@ -1,0 +1,170 @@
+"""tools/train.py end to end: a tiny SAM on a synthetic shapes dataset.
+
+* two processes (tools/dist_train.sh, gloo on the CPU) with one image each follow the
+  loss curve and end at the weights of one process with two images;
+* --resume from the epoch-1 checkpoint continues exactly (losses and final weights).
+"""
+
+import glob
+import json
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+import mmsam.registration  # noqa: F401
+from mmsam.testing.shapes_dataset import make_shapes_dataset
+from mmsam.testing.training import CONFIGS, DECODER_FT, IMG_SIZE, REPO, tiny_model_overrides
+from mmsam.utils.checkpoint_io import load_checkpoint_file, save_checkpoint
+
+SIZE = (96, 128)
+
+
+def _config(path, data_root, *, epochs, batch, recipe=DECODER_FT, flip=0.0, lr=1e-4, extra=''):
+    model = tiny_model_overrides({}, for_merge=True)
+    model['train_cfg'] = dict(
+        max_instances_per_image=3,
+        prompt_simulation=dict(num_point_rounds=1, num_mask_only_rounds=1),
+    )
+    text = f"""
+_base_ = [{osp.join(CONFIGS, recipe)!r}]
+custom_imports = dict(imports=['mmsam.registration', 'mmsam.testing.training'],
+                      allow_failed_imports=False)
+model = {model!r}
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=True),
+    dict(type='Resize', scale=({IMG_SIZE}, {IMG_SIZE}), keep_ratio=True),
+    dict(type='RandomFlip', prob={flip}),
+    dict(type='BoxPromptsFromGT'),
+    dict(type='PackSAMInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'flip', 'flip_direction')),
+]
+train_dataloader = dict(batch_size={batch}, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={data_root!r}, ann_file='annotations/instances_train.json',
+                 data_prefix=dict(img='train/'), pipeline=train_pipeline))
+_eval_data = dict(data_root={data_root!r}, ann_file='annotations/instances_val.json',
+                  data_prefix=dict(img='val/'))
+val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=_eval_data)
+test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=_eval_data)
+train_cfg = dict(max_epochs={epochs}, val_interval={epochs})
+param_scheduler = []
+optim_wrapper = dict(optimizer=dict(lr={lr}))
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=1, max_keep_ckpts=-1, save_best=None))
+log_processor = dict(window_size=1)
+custom_hooks = [dict(type='PlainCheckpointHook'), dict(type='RecordLossHook')]
+{extra}
+"""
+    with open(path, 'w') as f:
+        f.write(text)
+    return str(path)
+
+
+def _run(cmd, env_extra=None, timeout=600):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env['OMP_NUM_THREADS'] = '1'
+    env.update(env_extra or {})
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def _losses(work_dir):
+    """{iter: mean over the processes of the recorded loss}."""
+    per_iter = {}
+    for path in glob.glob(osp.join(work_dir, 'losses', 'losses_rank*.jsonl')):
+        for line in open(path):
+            rec = json.loads(line)
+            per_iter.setdefault(rec['iter'], []).append(rec['loss'])
+    return {k: sum(v) / len(v) for k, v in sorted(per_iter.items())}
+
+
+def _weights(path):
+    state, _ = load_checkpoint_file(path)
+    return state
+
+
+def _assert_same_weights(a, b, atol, skip_key_biases=False):
+    assert a.keys() == b.keys()
+    for key in a:
+        if skip_key_biases and key.endswith('k_proj.bias'):
+            # softmax ignores a key bias: its true gradient is 0 and Adam turns the
+            # rounding noise left there into lr-sized steps of either sign
+            continue
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=key)
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('train_tool')
+    data = make_shapes_dataset(str(tmp / 'shapes'), num_train=8, num_val=6, size=SIZE, seed=0)
+    cfg = Config.fromfile(_config(tmp / 'init.py', data['data_root'], epochs=1, batch=1))
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    checkpoint = str(tmp / 'init.pth')
+    save_checkpoint(model.state_dict(), checkpoint)
+    return dict(tmp=tmp, root=data['data_root'] + '/', checkpoint=checkpoint)
+
+
+def _train(setup, name, cfg_path, *extra, nproc=1):
+    work_dir = str(setup['tmp'] / name)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    args = ['--work-dir', work_dir, '--cfg-options', f'load_from={setup["checkpoint"]}']
+    if nproc == 1:
+        _run([sys.executable, 'tools/train.py', cfg_path, *args, *extra])
+    else:
+        env = dict(PYTHON=sys.executable, PORT=str(29600 + os.getpid() % 1000))
+        _run(['bash', 'tools/dist_train.sh', cfg_path, str(nproc), *args, *extra], env)
+    return work_dir
+
+
+def test_two_processes_match_one_and_resume_is_exact(setup):
+    tmp = setup['tmp']
+    one = _config(tmp / 'one.py', setup['root'], epochs=2, batch=2)
+    two = _config(tmp / 'two.py', setup['root'], epochs=2, batch=1)
+    single = _train(setup, 'single', one)
+    double = _train(setup, 'double', two, nproc=2)
+    curve1, curve2 = _losses(single), _losses(double)
+    assert len(curve1) == 8 and curve1.keys() == curve2.keys()  # 8 images / 2 per step x 2
+    for it in curve1:
+        assert curve2[it] == pytest.approx(curve1[it], rel=1e-5, abs=1e-6), it
+    assert len(set(round(v, 4) for v in curve1.values())) > 1
+    final1 = _weights(osp.join(single, 'epoch_2.pth'))
+    _assert_same_weights(
+        final1, _weights(osp.join(double, 'epoch_2.pth')), atol=1e-5, skip_key_biases=True
+    )
+
+    # resume from the epoch-1 checkpoint of the single run, in a fresh work dir
+    resumed = str(tmp / 'resumed')
+    shutil.rmtree(resumed, ignore_errors=True)
+    os.makedirs(resumed)
+    shutil.copy(osp.join(single, 'epoch_1.pth'), osp.join(resumed, 'epoch_1.pth'))
+    _run(
+        [sys.executable, 'tools/train.py', one, '--work-dir', resumed]
+        + ['--resume', osp.join(resumed, 'epoch_1.pth')]
+    )
+    curve3 = _losses(resumed)
+    assert sorted(curve3) == [it for it in curve1 if it >= 4]  # epoch 2: iterations 4-7
+    for it in curve3:
+        assert curve3[it] == curve1[it], it
+    _assert_same_weights(final1, _weights(osp.join(resumed, 'epoch_2.pth')), atol=0)
+
+
+def _test_miou(setup, cfg_path, checkpoint, name):
+    work_dir = str(setup['tmp'] / name)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    out = _run([sys.executable, 'tools/test.py', cfg_path, checkpoint, '--work-dir', work_dir])
+    found = re.findall(r'coco/mIoU@1: ([0-9.]+)', out)
+    assert found, out[-3000:]
+    return float(found[-1])
