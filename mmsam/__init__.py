@@ -19,9 +19,19 @@ import importlib.util
 
 from .version import __version__, version_info
 
+
+def _torch_installed() -> bool:
+    """Whether torch can be found, without importing it (an import hook that refuses
+    torch, as a torch-free deployment may install, counts as not installed)."""
+    try:
+        return importlib.util.find_spec('torch') is not None
+    except (ImportError, ValueError):
+        return False
+
+
 #: Whether torch is installed. A torch-free install only serves ONNX graphs
 #: (:class:`mmsam.deploy.ONNXPredictor`). Found without importing torch.
-HAS_TORCH = importlib.util.find_spec('torch') is not None
+HAS_TORCH = _torch_installed()
 
 __all__ = [
     '__version__',
