@@ -92,3 +92,11 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for name, grad in plain.items():
         if grad is not None:
             torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-7)
+
+
+def test_low_res_loss_option():
+    cfg = tiny_recipe(DECODER_FT, low_res_loss=True)
+    grads = _grads(_build(cfg))
+    assert _has_grad(grads['mask_decoder.output_upscaling.0.weight'])
+    assert _has_grad(grads['prompt_encoder.mask_downscaling.0.weight'])
+    assert all(g is None for n, g in grads.items() if n.startswith('backbone.'))
