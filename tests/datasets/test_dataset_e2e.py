@@ -5,23 +5,16 @@ The numbers themselves are checked against COCOeval / LVISEval in
 tests/evaluation/test_metrics.py; here the evaluation configs run end to end.
 """
 
-import glob
 import json
-import os
-import os.path as osp
-import subprocess
-import sys
 
 import pytest
-from mmengine.config import Config
 
 from mmsam.testing.coco_fixture import make_coco_fixture, make_lvis_fixture
-from mmsam.testing.parity import build_official_sam, sam_model_cfg
+from mmsam.testing.eval_runs import run_test_script, write_tiny_eval_config
+from mmsam.testing.parity import build_official_sam
 from mmsam.utils.checkpoint_io import save_checkpoint
 from mmsam.utils.checkpoint_keys import convert_official_to_mmsam
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = osp.join(REPO, 'configs', 'sam')
 BOX = 'sam_vit-base-p16_coco-val2017_box-prompt.py'
 LVIS = 'sam_vit-base-p16_lvis-v1-val_det-box-prompt.py'
 IMG_SIZE, WINDOW = 64, 4
@@ -37,29 +30,12 @@ def checkpoint(tmp_path_factory):
 
 def _config(path, base, dataset):
     """A config file: ``base`` with the tiny SAM and ``dataset`` merged into its dataset."""
-    model = sam_model_cfg('tiny', img_size=IMG_SIZE, window_size=WINDOW)
-    model['data_preprocessor']['bgr_to_rgb'] = True
-    model['test_cfg'] = dict(Config.fromfile(osp.join(CONFIGS, base)).model.test_cfg)
-    model['_delete_'] = True
-    with open(path, 'w') as f:
-        f.write(f'_base_ = [{osp.join(CONFIGS, base)!r}]\n')
-        f.write(f'model = {model!r}\n')
-        f.write(
-            'test_dataloader = dict(num_workers=0, persistent_workers=False, '
-            f'dataset=dict(**{dataset!r}))\n'
-        )
-    return str(path)
+    return write_tiny_eval_config(path, base, IMG_SIZE, WINDOW, dataset=dataset)
 
 
 def _test_py(config, checkpoint, work_dir):
     """Exit code, output and the metrics JSON of one tools/test.py run (one thread)."""
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    env['OMP_NUM_THREADS'] = '1'
-    cmd = [sys.executable, 'tools/test.py', config, checkpoint, '--work-dir', str(work_dir)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    found = sorted(glob.glob(osp.join(str(work_dir), '*', '*.json')))
-    metrics = json.load(open(found[-1])) if found else None
-    return proc.returncode, proc.stdout + proc.stderr, metrics
+    return run_test_script([config, checkpoint], str(work_dir))
 
 
 def test_non_coco_category_names_are_evaluated_in_full(tmp_path, checkpoint):

@@ -11,33 +11,29 @@ outputs everywhere, checked against the official predictor with three outputs ev
 
 import glob
 import json
-import os
 import os.path as osp
 import pickle
 import runpy
 import shutil
-import subprocess
 import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from pycocotools import mask as mask_api
 from pycocotools.coco import COCO
 from scipy import ndimage
 
 from mmsam.testing.coco_fixture import make_coco_fixture
-from mmsam.testing.parity import build_official_sam, sam_model_cfg
+from mmsam.testing.eval_runs import REPO, run_test_script, write_tiny_eval_config
+from mmsam.testing.parity import build_official_sam
 from mmsam.utils.checkpoint_io import save_checkpoint
 from mmsam.utils.checkpoint_keys import convert_official_to_mmsam
 
 segment_anything = pytest.importorskip('segment_anything')
 from segment_anything import SamPredictor  # noqa: E402
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = osp.join(REPO, 'configs', 'sam')
 IMG_SIZE, WINDOW, SEED, NUM_CLICKS = 128, 4, 0, 3
 CLASS_IDS = (1, 2, 3)  # the fixture's categories that are COCO classes
 TOL = 1e-4
@@ -45,23 +41,15 @@ TOL = 1e-4
 
 # ----------------------------------------------------------------- set-up
 def _write_config(path, base, data_root, interactive=False, multimask=None):
-    model = sam_model_cfg('tiny', img_size=IMG_SIZE, window_size=WINDOW)
-    model['data_preprocessor']['bgr_to_rgb'] = True  # LoadImageFromFile reads BGR
-    if interactive:
-        model.update(type='InteractiveSAM', num_clicks=NUM_CLICKS)
-    # the evaluation config's test-time protocol, or the key that overrides it
-    model['test_cfg'] = dict(Config.fromfile(osp.join(CONFIGS, base)).model.test_cfg)
-    if multimask is not None:
-        model['test_cfg']['multimask_output'] = multimask
-    model['_delete_'] = True
-    with open(path, 'w') as f:
-        f.write(f'_base_ = [{osp.join(CONFIGS, base)!r}]\n')
-        f.write(f'model = {model!r}\n')
-        f.write(
-            'test_dataloader = dict(num_workers=0, persistent_workers=False, '
-            f'dataset=dict(data_root={data_root!r}))\n'
-        )
-    return str(path)
+    return write_tiny_eval_config(
+        path,
+        base,
+        IMG_SIZE,
+        WINDOW,
+        data_root=data_root,
+        num_clicks=NUM_CLICKS if interactive else None,
+        multimask=multimask,
+    )
 
 
 @pytest.fixture(scope='module')
@@ -95,27 +83,10 @@ def setup(tmp_path_factory, one_thread):
     return dict(tmp=tmp, data=data, official=official, checkpoint=checkpoint, configs=configs)
 
 
-def _run(cmd, work_dir, env_extra=None):
-    """Run a test command; its exit code, output and the metrics JSON it wrote.
-
-    One thread per process: on a busy 2-core machine, tiny models run up to 50 times
-    slower with 2 spinning OpenMP threads than with one.
-    """
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    env['OMP_NUM_THREADS'] = '1'
-    env.update(env_extra or {})
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
-    found = sorted(glob.glob(osp.join(work_dir, '*', '*.json')))
-    metrics = json.load(open(found[-1])) if found else None
-    return proc.returncode, out, metrics
-
-
 def _test_script(setup, name, *extra):
     work_dir = str(setup['tmp'] / f'work_{name}')
     shutil.rmtree(work_dir, ignore_errors=True)
-    cmd = [sys.executable, 'tools/test.py', setup['configs'][name], setup['checkpoint']]
-    return _run([*cmd, '--work-dir', work_dir, *extra], work_dir)
+    return run_test_script([setup['configs'][name], setup['checkpoint'], *extra], work_dir)
 
 
 # ----------------------------------------------------------------- the reference
@@ -361,8 +332,7 @@ def test_box_prompt_ap_matches_official_predictor(setup, sam_made, mode):
     """Mask AP and mIoU against pycocotools on the official predictor's masks (0.005)."""
     name = f'sam_made_{mode}'
     work_dir = str(setup['tmp'] / f'work_{name}')
-    cmd = [sys.executable, 'tools/test.py', sam_made['configs'][mode], setup['checkpoint']]
-    rc, out, metrics = _run([*cmd, '--work-dir', work_dir], work_dir)
+    rc, out, metrics = run_test_script([sam_made['configs'][mode], setup['checkpoint']], work_dir)
     assert rc == 0 and metrics is not None, out[-3000:]
     coco, images = _reference_instances(sam_made['data'])
     miou, _, results = _reference_box(setup['official'], images, multimask=mode is True)
@@ -437,9 +407,9 @@ def test_two_processes_give_the_same_metrics(setup):
         _, out, single = _test_script(setup, 'click')
         assert single is not None, out[-3000:]
     work_dir = str(setup['tmp'] / 'work_dist')
-    cmd = ['bash', 'tools/dist_test.sh', setup['configs']['click'], setup['checkpoint'], '2']
+    args = [setup['configs']['click'], setup['checkpoint'], '2']
     env = {'PYTHON': sys.executable, 'PORT': '29533'}
-    rc, out, dist = _run([*cmd, '--work-dir', work_dir], work_dir, env)
+    rc, out, dist = run_test_script(args, work_dir, env, command=['bash', 'tools/dist_test.sh'])
     assert dist is not None, out[-3000:]
     assert rc == 1, out[-3000:]  # the missing image file, reported by both runs
     assert 'Distributed training: True' in out and 'GPU number: 2' in out

@@ -7,8 +7,6 @@ stop ``tools/test.py`` with a non-zero exit code, the file name and the key list
 before any image is read.
 """
 
-import glob
-import json
 import os
 import os.path as osp
 import pickle
@@ -22,6 +20,7 @@ import torch
 from mmengine.config import Config
 
 from mmsam.testing.coco_fixture import make_coco_fixture
+from mmsam.testing.eval_runs import REPO, run_test_script, write_tiny_eval_config
 from mmsam.testing.hf_layout import official_to_hf_state_dict
 from mmsam.testing.parity import build_official_sam, sam_model_cfg
 from mmsam.utils.checkpoint_io import CheckpointLoadError, CheckpointMismatchError
@@ -29,7 +28,6 @@ from mmsam.utils.checkpoint_io import CheckpointLoadError, CheckpointMismatchErr
 pytest.importorskip('segment_anything')
 safetensors_torch = pytest.importorskip('safetensors.torch')
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BOX_CONFIG = osp.join(REPO, 'configs', 'sam', 'sam_vit-base-p16_coco-val2017_box-prompt.py')
 IMG_SIZE, WINDOW, SEED = 128, 4, 0
 
@@ -46,20 +44,6 @@ runpy.run_path('tools/test.py', run_name='__main__')
 """
 
 
-def _write_config(path, data_root):
-    model = sam_model_cfg('tiny', img_size=IMG_SIZE, window_size=WINDOW)
-    model['data_preprocessor']['bgr_to_rgb'] = True
-    model['_delete_'] = True
-    with open(path, 'w') as f:
-        f.write(f'_base_ = [{BOX_CONFIG!r}]\n')
-        f.write(f'model = {model!r}\n')
-        f.write(
-            'test_dataloader = dict(num_workers=0, persistent_workers=False, '
-            f'dataset=dict(data_root={data_root!r}))\n'
-        )
-    return str(path)
-
-
 @pytest.fixture(scope='module')
 def files(tmp_path_factory):
     """The same seeded tiny SAM in every layout, a config and a small COCO set."""
@@ -67,7 +51,12 @@ def files(tmp_path_factory):
     data = make_coco_fixture(str(tmp / 'coco'), seed=SEED, bad_entries=False)
     official = build_official_sam('tiny', img_size=IMG_SIZE, window_size=WINDOW, seed=SEED)
     state = {k: v.detach().clone() for k, v in official.state_dict().items()}
-    out = dict(tmp=tmp, config=_write_config(tmp / 'box.py', data['data_root'] + '/'))
+    out = dict(
+        tmp=tmp,
+        config=write_tiny_eval_config(
+            tmp / 'box.py', BOX_CONFIG, IMG_SIZE, WINDOW, data_root=data['data_root'] + '/'
+        ),
+    )
     out['official'] = str(tmp / 'sam_official.pth')
     torch.save(state, out['official'])
     hf = official_to_hf_state_dict(state)
@@ -124,24 +113,14 @@ def _env():
 def _test_script(files, checkpoint, name, no_images=False):
     work_dir = str(files['tmp'] / f'work_{name}')
     dump = osp.join(work_dir, 'predictions.pkl')
-    args = [files['config'], checkpoint, '--work-dir', work_dir, '--out', dump]
-    cmd = (
-        [sys.executable, '-c', NO_IMAGES, *args]
-        if no_images
-        else [
-            sys.executable,
-            'tools/test.py',
-            *args,
-        ]
-    )
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
-    found = sorted(glob.glob(osp.join(work_dir, '*', '*.json')))
-    metrics = json.load(open(found[-1])) if found else None
+    args = [files['config'], checkpoint, '--out', dump]
+    command = [sys.executable, '-c', NO_IMAGES] if no_images else None
+    code, out, metrics = run_test_script(args, work_dir, command=command)
     if metrics is not None:
         metrics = {k: v for k, v in metrics.items() if k.startswith('coco/')}
         with open(dump, 'rb') as f:
             metrics['predictions'] = pickle.load(f)
-    return proc.returncode, proc.stdout + proc.stderr, metrics
+    return code, out, metrics
 
 
 def _same(a, b) -> bool:
