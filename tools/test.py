@@ -10,15 +10,14 @@ Examples::
 
 import argparse
 import logging
-import os
 import os.path as osp
 import sys
 
-import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS, DefaultScope
 from mmengine.runner import Runner
+
+from mmsam.utils.dist import add_launch_args, init_cpu_dist, set_local_rank, setup_cpu_dist_cfg
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,21 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show', action='store_true', help='show the predictions in a window')
     parser.add_argument('--show-dir', help='draw the predictions into this folder (in work_dir)')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (e.g. test_dataloader.dataset.data_root=D)',
-    )
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='launcher'
-    )
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launch_args(parser)
+    return set_local_rank(parser.parse_args(argv))
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -91,36 +77,8 @@ def build_cfg(args: argparse.Namespace) -> Config:
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        # CPU only: NCCL needs GPUs, and DDP takes no device_ids for a CPU model
-        dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        if dist_cfg.get('backend', 'nccl') == 'nccl':
-            dist_cfg['backend'] = 'gloo'
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
-    return cfg
-
-
-def build_runner(cfg: Config, default: type) -> Runner:
-    """The config's ``runner_type``, or ``default`` (mmsam's ``SAMRunner``, which loads
-    the checkpoint strictly and from any SAM layout) for mmengine's plain ``Runner``."""
-    runner_type = cfg.get('runner_type', 'Runner')
-    if runner_type in ('Runner', default.__name__):
-        return default.from_cfg(cfg)
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
-        return RUNNERS.build(cfg)
-
-
-def init_cpu_dist(cfg: Config) -> None:
-    """Join torchrun's process group on a machine without CUDA.
-
-    mmengine's ``init_dist`` always selects a CUDA device first; the runner skips it
-    when the process group exists already.
-    """
-    if cfg.launcher == 'pytorch' and not torch.cuda.is_available():
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group(backend=cfg.env_cfg.dist_cfg.backend)
+    # CPU only: gloo instead of NCCL, DDP without device_ids
+    return setup_cpu_dist_cfg(cfg)
 
 
 def report_skipped(runner: Runner) -> int:
@@ -144,11 +102,11 @@ def main(argv=None) -> int:
     cfg = build_cfg(args)
     init_cpu_dist(cfg)
     from mmsam.datasets.annotation_audit import AnnotationFileError
-    from mmsam.engine import SAMRunner
+    from mmsam.engine import build_runner
     from mmsam.utils.checkpoint_io import CheckpointLoadError
 
     try:
-        runner = build_runner(cfg, SAMRunner)
+        runner = build_runner(cfg)
         # the checkpoint, strictly and in any SAM layout, before any data is read
         runner.load_or_resume()
     except (CheckpointLoadError, FileNotFoundError) as e:

@@ -14,7 +14,6 @@ import sys
 
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.runner import Runner
 
 from mmsam.utils.dist import add_launch_args, init_cpu_dist, set_local_rank, setup_cpu_dist_cfg
 
@@ -86,15 +85,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = build_cfg(args)
     init_cpu_dist(cfg)
-    if 'runner_type' in cfg:  # mmsam's configs name SAMRunner (strict load_from)
-        from mmdet.registry import RUNNERS
+    import mmsam.registration  # noqa: F401
+    from mmsam.engine import build_runner
+    from mmsam.utils.checkpoint_io import CheckpointLoadError
 
-        import mmsam.registration  # noqa: F401
-
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    runner.train()
+    # SAMRunner: load_from strictly and from any SAM layout (official, HF, mmsam)
+    runner = build_runner(cfg)
+    try:
+        runner.train()
+    except CheckpointLoadError as e:
+        raise SystemExit(f'error: {e}') from None
     return 0
 
 

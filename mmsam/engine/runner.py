@@ -15,6 +15,8 @@ whatever the config says.
 """
 
 from mmdet.registry import RUNNERS
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from ..utils.checkpoint_loader import load_checkpoint_to_model
@@ -37,3 +39,24 @@ class SAMRunner(Runner):
         ignored = f', ignored {len(info["ignored"])} keys' if info['ignored'] else ''
         self.logger.info(f'Loaded checkpoint {path} ({info["layout"]} layout{ignored})')
         self._has_loaded = True
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The runner of ``tools/train.py`` and ``tools/test.py``.
+
+    ``SAMRunner`` unless the config names another ``runner_type`` (mmengine's plain
+    ``Runner`` is replaced too: it would load ``load_from`` non-strictly).
+
+    Args:
+        cfg (Config): The full config.
+
+    Returns:
+        Runner: built from ``cfg``.
+    """
+    runner_type = cfg.get('runner_type', 'Runner')
+    if runner_type in ('Runner', 'SAMRunner'):
+        return SAMRunner.from_cfg(cfg)
+    from mmengine.registry import RUNNERS as ROOT_RUNNERS
+
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
+        return ROOT_RUNNERS.build(cfg)

@@ -108,6 +108,6 @@ def test_prompts_per_batch_does_not_change_results(model):
     assert torch.allclose(full[1], chunked[1], atol=1e-5)
 
 
-def test_training_is_refused_with_a_clear_message(model):
-    with pytest.raises(NotImplementedError, match='inference and evaluation only'):
-        model.loss(torch.zeros(1, 3, 256, 256), [DetDataSample()])
+def test_training_without_gt_masks_is_refused_with_a_clear_message(model):
+    with pytest.raises(KeyError, match=r'gt_instances\.masks.*LoadAnnotations\(with_mask=True'):
+        model.loss(torch.zeros(1, 3, 256, 256), [DetDataSample(metainfo=dict(img_id=0))])
