@@ -186,6 +186,21 @@ def _build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     )
     ann.add_argument('--classes', type=int, nargs='+', default=None, help='class indices to keep')
     ann.add_argument('--mask-format', choices=('rle', 'polygon'), default='rle')
+    # defaults left to auto_annotate's signature (None: not passed)
+    ann.add_argument(
+        '--polygon-min-iou',
+        type=_number(float, 0, 1),
+        default=None,
+        help='with --mask-format polygon: a mask whose polygons decode to a lower IoU is '
+        "written as RLE (logged); default: auto_annotate's (0.95)",
+    )
+    ann.add_argument(
+        '--polygon-tolerance',
+        type=_number(float, 0),
+        default=None,
+        help='with --mask-format polygon: simplify the outlines by this many pixels '
+        '(Douglas-Peucker); default 0, exact polygons',
+    )
     _add_model_args(ann)
 
     conv = sub.add_parser('convert', help='convert a SAM checkpoint to the mmsam layout')
@@ -339,6 +354,14 @@ def _run_annotate(args) -> int:
         sam_weights=args.weights if args.weights else True,
         det_cfg_options=options,
         mask_format=args.mask_format,
+        **{
+            key: value
+            for key, value in (
+                ('polygon_min_iou', args.polygon_min_iou),
+                ('polygon_tolerance', args.polygon_tolerance),
+            )
+            if value is not None
+        },
     )
     print(f'{result.ann_file}: {result.num_images} images, {result.num_annotations} annotations')
     return _report(result)

@@ -11,6 +11,7 @@ import os
 import os.path as osp
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from cli_fixtures import model_args, scene
@@ -229,3 +230,50 @@ def test_segment_rerun_removes_stale_mask_files(tiny, tmp_path, capsys):
     names = sorted(p.name for p in out.glob('scene_mask*'))
     assert names == ['scene_mask_0.png', 'scene_mask_notes.txt', 'scene_masks.json']
     capsys.readouterr()
+
+
+def test_annotate_polygon_options_reach_the_writer(tiny, tmp_path, capsys):
+    """--mask-format polygon with --polygon-min-iou / --polygon-tolerance: exact polygons
+    decode (pycocotools) to the RLE run's masks; an IoU bar of 1 with simplified outlines
+    falls back to RLE; bad values are usage errors (exit 2)."""
+    from pycocotools import mask as mask_api
+
+    data = _clashing_folder(tmp_path / 'data')
+    config, checkpoint = _detector(tmp_path, max_per_img=2)
+
+    def annotate(out, *extra):
+        cmd = ['annotate', str(data), '--det-model', config, '--det-weights', checkpoint]
+        cmd += ['--det-cfg-options', 'test_dataloader.dataset.pipeline.1.scale=(96,96)']
+        assert main([*cmd, '--conf', '0', '--out-dir', str(out), *extra, *model_args(tiny)]) == 0
+        capsys.readouterr()
+        return json.loads((out / 'annotations.json').read_text())
+
+    def decoded(ann, image):
+        seg = ann['segmentation']
+        if isinstance(seg, list):
+            seg = mask_api.merge(mask_api.frPyObjects(seg, image['height'], image['width']))
+        return mask_api.decode(seg)
+
+    rle = annotate(tmp_path / 'rle')
+    exact = annotate(tmp_path / 'exact', '--mask-format', 'polygon')
+    assert rle['annotations'] and len(exact['annotations']) == len(rle['annotations'])
+    images = {im['id']: im for im in rle['images']}
+    for a, b in zip(rle['annotations'], exact['annotations']):
+        assert isinstance(b['segmentation'], list)
+        image = images[a['image_id']]
+        assert np.array_equal(decoded(a, image), decoded(b, image))
+    rough = annotate(
+        tmp_path / 'rough',
+        '--mask-format',
+        'polygon',
+        '--polygon-tolerance',
+        '3',
+        '--polygon-min-iou',
+        '1',
+    )
+    # simplified outlines rarely decode exactly: those masks are kept as RLE
+    assert any(isinstance(a['segmentation'], dict) for a in rough['annotations'])
+    for bad in (['--polygon-min-iou', '1.5'], ['--polygon-tolerance', '-1']):
+        with pytest.raises(SystemExit) as info:
+            main(['annotate', str(data), '--det-model', config, *bad])
+        assert info.value.code == 2
