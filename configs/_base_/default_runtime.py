@@ -3,7 +3,8 @@
 # (configs/_base_/models/sam_vit-*.py); mmengine refuses a key twice among bases.
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
+    # mmengine's LoggerHook, the test metrics JSON written by one process (mmsam.engine)
+    logger=dict(type='MainProcessLoggerHook', interval=50),
     # tools/test.py --show-dir turns drawing on
     visualization=dict(type='DetVisualizationHook'),
 )

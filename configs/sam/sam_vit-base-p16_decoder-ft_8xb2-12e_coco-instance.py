@@ -32,7 +32,7 @@ model = dict(
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
 
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
+    logger=dict(type='MainProcessLoggerHook', interval=50),
     checkpoint=dict(
         type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='coco/mIoU@1', rule='greater'
     ),
