@@ -17,7 +17,13 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from mmsam.utils.dist import add_launch_args, init_cpu_dist, set_local_rank, setup_cpu_dist_cfg
+from mmsam.utils.dist import (
+    add_launch_args,
+    config_from_args,
+    init_cpu_dist,
+    set_local_rank,
+    setup_cpu_dist_cfg,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,14 +72,7 @@ def trigger_visualization_hook(cfg: Config, args: argparse.Namespace) -> Config:
 
 def build_cfg(args: argparse.Namespace) -> Config:
     """The config with the command line applied."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)

@@ -15,7 +15,13 @@ import sys
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from mmsam.utils.dist import add_launch_args, init_cpu_dist, set_local_rank, setup_cpu_dist_cfg
+from mmsam.utils.dist import (
+    add_launch_args,
+    config_from_args,
+    init_cpu_dist,
+    set_local_rank,
+    setup_cpu_dist_cfg,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,14 +51,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
     """The config with the command line applied."""
     if not osp.isfile(args.config):
         raise SystemExit(f'error: config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = config_from_args(args)
     if args.amp:
         wrapper = cfg.optim_wrapper
         if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':

@@ -1,7 +1,9 @@
-"""Distributed launch on machines without CUDA (shared by tools/train.py and tools/test.py)."""
+"""The command line shared by tools/train.py and tools/test.py: config options, work
+folder and distributed launch (also on machines without CUDA)."""
 
 import argparse
 import os
+import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
@@ -21,6 +23,22 @@ def add_launch_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """``args.config`` with ``--launcher``, ``--cfg-options`` and ``--work-dir`` applied.
+
+    The work folder defaults to ``./work_dirs/<config name>``, as in mmdet's tools.
+    """
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
 
 
 def set_local_rank(args: argparse.Namespace) -> argparse.Namespace:
