@@ -32,6 +32,7 @@ from ..structures.rle import (
     uncompressed_to_coco_rle,
 )
 from ..structures.transforms import apply_coords, image_to_rgb_uint8
+from .batch_predictor import ImageEmbedding, check_batch_size, encode_images
 from .predictor import SAMPredictor
 
 OUTPUT_MODES = ('binary_mask', 'uncompressed_rle', 'coco_rle')
@@ -188,8 +189,54 @@ class AutomaticMaskGenerator:
             ``predicted_iou``, ``point_coords`` (``[[x, y]]``), ``stability_score``,
             ``crop_box`` (XYWH). Empty when no mask passes the filters.
         """
-        image = image_to_rgb_uint8(image, image_format)
-        data = self._generate_masks(image)
+        return self._records(image_to_rgb_uint8(image, image_format))
+
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        images: Sequence[Union[np.ndarray, torch.Tensor]],
+        batch_size: int = 4,
+        image_format: str = 'RGB',
+    ) -> List[List[Dict[str, Any]]]:
+        """Segment everything in several images, running the encoder on batches of crops.
+
+        The crops of ``batch_size`` images at a time (one per image without crop
+        layers) are encoded together, ``batch_size`` per encoder call; the records
+        equal :meth:`generate`'s on each image (up to the float rounding of a batched
+        matrix product).
+
+        Args:
+            images (Sequence[np.ndarray | Tensor]): ``(H_i, W_i, 3)`` uint8 images.
+            batch_size (int): Images (and crops) per encoder call.
+            image_format (str): ``'RGB'`` or ``'BGR'``.
+
+        Returns:
+            list[list[dict]]: :meth:`generate`'s records, one list per image.
+        """
+        batch_size = check_batch_size(batch_size)
+        results = []
+        for start in range(0, len(images), batch_size):
+            group = [
+                image_to_rgb_uint8(im, image_format) for im in images[start : start + batch_size]
+            ]
+            crops = [self._crops(image.shape[:2]) for image in group]
+            pixels = (
+                image[y0:y1, x0:x1]
+                for image, boxes in zip(group, crops)
+                for (x0, y0, x1, y1), _ in boxes
+            )
+            embeddings = encode_images(self.model, pixels, batch_size)
+            results += [
+                self._records(image, [next(embeddings) for _ in boxes])
+                for image, boxes in zip(group, crops)
+            ]
+        return results
+
+    def _records(
+        self, image: np.ndarray, embeddings: Optional[List[ImageEmbedding]] = None
+    ) -> List[Dict[str, Any]]:
+        """:meth:`generate`'s records of an RGB image (crop embeddings, if given, in crop order)."""
+        data = self._generate_masks(image, embeddings)
         if self.min_mask_region_area > 0:
             data = self._remove_small_regions(data)
         rles = data['rles']
@@ -218,18 +265,25 @@ class AutomaticMaskGenerator:
         ]
 
     # ------------------------------------------------------------------ stages
-    def _generate_masks(self, image: np.ndarray) -> _MaskSet:
-        orig_size = image.shape[:2]
+    def _crops(self, orig_size: Tuple[int, int]) -> List[Tuple[List[int], int]]:
+        """``(XYXY crop box, layer)`` of every crop of an image, in processing order."""
         crop_boxes, layer_idxs = generate_crop_boxes(
             orig_size, self.crop_n_layers, self.crop_overlap_ratio
         )
         # the official crop layout leaves crops without pixels on images only a few
         # pixels wide: they hold no mask
-        kept = [(b, i) for b, i in zip(crop_boxes, layer_idxs) if b[2] > b[0] and b[3] > b[1]]
-        crop_boxes, layer_idxs = [b for b, _ in kept], [i for _, i in kept]
+        return [(b, i) for b, i in zip(crop_boxes, layer_idxs) if b[2] > b[0] and b[3] > b[1]]
+
+    def _generate_masks(
+        self, image: np.ndarray, embeddings: Optional[List[ImageEmbedding]] = None
+    ) -> _MaskSet:
+        orig_size = image.shape[:2]
+        crops = self._crops(orig_size)
+        crop_boxes = [b for b, _ in crops]
+        embeddings = [None] * len(crops) if embeddings is None else embeddings
         parts = [
-            self._process_crop(image, box, layer, orig_size)
-            for box, layer in zip(crop_boxes, layer_idxs)
+            self._process_crop(image, box, layer, orig_size, embedding)
+            for (box, layer), embedding in zip(crops, embeddings)
         ]
         data = _MaskSet.cat(parts, parts[0].fields.keys())
         if len(crop_boxes) > 1:
@@ -253,11 +307,17 @@ class AutomaticMaskGenerator:
         crop_box: List[int],
         layer: int,
         orig_size: Tuple[int, int],
+        embedding: Optional[ImageEmbedding] = None,
     ) -> _MaskSet:
         x0, y0, x1, y1 = crop_box
         crop = image[y0:y1, x0:x1]
         crop_size = crop.shape[:2]
-        self.predictor.set_image(crop)
+        if embedding is None:
+            self.predictor.set_image(crop)
+        else:
+            self.predictor.set_image_embedding(
+                embedding.embedding, embedding.original_size, embedding.input_size
+            )
         points = self.point_grids[layer] * np.array(crop_size, dtype=np.float64)[None, ::-1]
         batches = [
             self._process_batch(
