@@ -6,8 +6,9 @@ import importlib.util
 def check_environment() -> None:
     """Import mmpretrain's and mmdet's registries, explaining known failures.
 
-    ``transformers`` 4.4x/5.x in the same environment breaks ``import mmpretrain``
-    (a ``TypeError`` in mmpretrain's BLIP language model); mmcv without its
+    ``transformers`` 4.52+ in the same environment breaks ``import mmpretrain``
+    (a ``TypeError`` in mmpretrain's BLIP language model; the set-up pins 4.51.3, the
+    newest that works, for Grounding DINO's BERT); mmcv without its
     compiled ops breaks mmdet. Both are reported with the cause and the fix.
     """
     try:
@@ -16,9 +17,10 @@ def check_environment() -> None:
         if importlib.util.find_spec('transformers') is not None:
             raise ImportError(
                 'mmpretrain fails to import because the installed `transformers` package is '
-                'incompatible with mmpretrain 1.2.0 (' + str(exc) + '). mmsam does not need '
-                'transformers: uninstall it (`pip uninstall transformers`) or use a separate '
-                'environment for it.'
+                'incompatible with mmpretrain 1.2.0 (' + str(exc) + '). Install the version in '
+                "mmsam's requirements/optional.txt (`pip install transformers==4.51.3`, the "
+                'newest that mmpretrain imports; segment-by-text needs it) or uninstall it '
+                '(`pip uninstall transformers`): only segment-by-text needs transformers.'
             ) from exc
         raise
     try:

@@ -37,6 +37,28 @@ def test_mmpretrain_imports():
     assert 'ViTSAM' in MODELS
 
 
+def test_pinned_transformers_keeps_mmpretrain_and_grounding_dino_working():
+    """The set-up's transformers pin is installed; mmpretrain and mmdet's BERT import with it."""
+    import re
+    from pathlib import Path
+
+    import transformers
+
+    text = (Path(__file__).parents[1] / 'requirements' / 'optional.txt').read_text()
+    pin = re.search(r'^transformers==(\S+)$', text, re.M)
+    assert pin, 'requirements/optional.txt must pin transformers (segment by text needs it)'
+    assert transformers.__version__ == pin.group(1)
+    # mmpretrain enables its multimodal models when transformers is present: they must import
+    code = (
+        'import mmpretrain.models\n'
+        'from mmpretrain.registry import MODELS\n'
+        'from mmdet.models.language_models import bert\n'
+        'print("BlipCaption" in MODELS, bert.HFBertModel is not None)\n'
+    )
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.stdout.split() == ['True', 'True'], out.stdout + out.stderr
+
+
 def test_mmsam_registers_its_modules():
     from mmdet.registry import MODELS as DET_MODELS
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
