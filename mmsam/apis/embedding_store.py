@@ -40,7 +40,7 @@ import json
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -178,7 +178,7 @@ def write_embeddings(
     batch_size: int = 1,
     dtype: str = 'float16',
     encoder_sha256: Optional[str] = None,
-) -> List[str]:
+) -> Iterator[str]:
     """Encode images ``batch_size`` at a time and write one embedding file per image.
 
     Args:
@@ -191,8 +191,9 @@ def write_embeddings(
         dtype (str): ``'float16'`` or ``'float32'``.
         encoder_sha256 (str, optional): :func:`encoder_digest` of ``model`` if known.
 
-    Returns:
-        list[str]: The files written, in order.
+    Yields:
+        str: Each file once it is written, in the images' order (a generator: nothing
+        is encoded until it is iterated).
     """
     from .batch_predictor import encode_images
 
@@ -204,22 +205,18 @@ def write_embeddings(
             names.append(name)
             yield image
 
-    written = []
     for i, item in enumerate(encode_images(model, images(), batch_size)):
-        written.append(
-            write_embedding(
-                root,
-                names[i],
-                item.embedding,
-                item.original_size,
-                item.input_size,
-                model.image_size,
-                model_name,
-                sha,
-                dtype,
-            )
+        yield write_embedding(
+            root,
+            names[i],
+            item.embedding,
+            item.original_size,
+            item.input_size,
+            model.image_size,
+            model_name,
+            sha,
+            dtype,
         )
-    return written
 
 
 def read_embedding_meta(path: str) -> Dict[str, str]:

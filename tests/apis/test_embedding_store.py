@@ -35,7 +35,7 @@ def images():
 
 
 def _store(model, images, root, dtype):
-    write_embeddings(model, images.items(), str(root), 'tiny-test', batch_size=2, dtype=dtype)
+    list(write_embeddings(model, images.items(), str(root), 'tiny-test', 2, dtype))
     build_index(str(root))
     return EmbeddingStore(str(root))
 
