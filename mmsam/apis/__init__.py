@@ -1,4 +1,8 @@
-"""User-facing APIs: interactive prediction, automatic mask generation, SA-1B files.
+"""The library surface: model zoo, interactive prediction, automatic mask generation,
+auto-annotation of an image, SA-1B files and image reading.
+
+The command-line jobs over files and folders (``mmsam segment``, ``amg``, ``annotate``)
+are :mod:`mmsam.cli`'s; they call these.
 
 The names below are imported on first use (``from mmsam.apis import SAMPredictor``
 works as usual), so that the light parts (:func:`list_models`) do not pull in torch.
@@ -18,7 +22,8 @@ _EXPORTS = {
     'list_models': 'model_index',
     'convert_checkpoint': 'convert',
     'ConversionReport': 'convert',
-    'auto_annotate': 'auto_annotate',
+    'annotate_image': 'auto_annotate',
+    'build_detector': 'auto_annotate',
     'load_image': 'image_io',
     'ImageReadError': 'image_io',
 }

@@ -1,25 +1,16 @@
-"""Turn a folder of images into a COCO instance-segmentation dataset: mmdet boxes -> SAM masks.
+"""Auto-annotation of one image: an mmdet detector's boxes segmented by SAM.
 
 Like Ultralytics' ``auto_annotate`` but with any mmdet detector: the detector finds
 boxes, SAM segments every box (all boxes of an image decoded together on one image
-embedding), and one COCO JSON is written that ``mmdet.datasets.CocoDataset`` loads for
-training (categories are the detector's ``dataset_meta['classes']``).
-
-Resumable: each image's result is kept in ``<output_dir>/.cache/<settings hash>/`` and
-reused by a later run with the same settings; the COCO file is rebuilt from them at the
-end. The hash is of *contents*, not paths: the detector's resolved config text and
-weights, SAM's config and weights, and every option; a cached result also records the
-image file's size and time stamp, so an edited image is redone. Files under the output
-folder are never read as input. Images that cannot be read or processed are reported
-and left out.
+embedding), and each detection becomes a COCO annotation (RLE or polygons).
+:func:`mmsam.cli.annotate.auto_annotate` (``mmsam annotate``) runs this over a folder,
+resumably, and writes one COCO file that ``mmdet.datasets.CocoDataset`` loads.
 """
 
-import json
 import os
 import os.path as osp
 import warnings
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -30,28 +21,7 @@ from ..structures.polygons import (
     segmentation_area_bbox,
 )
 from ..structures.rle import coco_rle_area, masks_to_coco_rle
-from ..utils.atomic_file import atomic_write_json, prepare_output_dir
-from .batch_runner import (
-    BatchReport,
-    file_stamp,
-    list_job_images,
-    model_fingerprint,
-    run_over_images,
-    settings_key,
-)
-from .image_io import load_image
 from .predictor import SAMPredictor
-
-DEFAULT_SAM = 'sam_vit-base-p16_3rdparty_sa1b-1024px'
-
-
-@dataclass
-class AnnotateResult(BatchReport):
-    """A :class:`BatchReport` plus where the COCO file is and how much it holds."""
-
-    ann_file: str = ''
-    num_images: int = 0
-    num_annotations: int = 0
 
 
 def resolve_device(device: Optional[Union[str, torch.device]]) -> str:
@@ -143,193 +113,13 @@ def build_detector(
     return inferencer.model.eval()
 
 
-class _Annotator:
-    """Detect, segment and cache the records of one image at a time."""
+def check_annotate_options(
+    conf: float, mask_format: str, polygon_min_iou: float, polygon_tolerance: float
+) -> None:
+    """Check the options of :func:`annotate_image` before any work.
 
-    def __init__(
-        self,
-        detector,
-        predictor,
-        root,
-        cache_dir,
-        conf,
-        classes,
-        max_det,
-        mask_format,
-        batch,
-        polygon=None,
-    ):
-        self.detector = detector
-        self.predictor = predictor
-        self.root = root
-        self.cache_dir = cache_dir
-        self.conf = conf
-        self.classes = None if classes is None else {int(c) for c in classes}
-        self.max_det = max_det
-        self.mask_format = mask_format
-        self.batch = batch
-        self.polygon = polygon or {}  # mask_to_coco_polygons' min_iou and tolerance
-
-    def relpath(self, path: str) -> str:
-        return osp.relpath(path, self.root).replace(os.sep, '/')
-
-    def cache_path(self, path: str) -> str:
-        return osp.join(self.cache_dir, self.relpath(path) + '.json')
-
-    def is_done(self, path: str) -> bool:
-        try:
-            with open(self.cache_path(path), encoding='utf-8') as f:
-                return json.load(f).get('source') == file_stamp(path)
-        except (OSError, ValueError, AttributeError):
-            return False
-
-    def _detect(self, rgb: np.ndarray):
-        from mmdet.apis import inference_detector
-
-        with torch.no_grad(), detector_scope():
-            result = inference_detector(self.detector, np.ascontiguousarray(rgb[..., ::-1]))
-        pred = result.pred_instances
-        boxes = pred.bboxes.detach().cpu().numpy().astype(np.float64).reshape(-1, 4)
-        scores = pred.scores.detach().cpu().numpy().astype(np.float64).reshape(-1)
-        labels = pred.labels.detach().cpu().numpy().astype(np.int64).reshape(-1)
-        keep = scores >= self.conf
-        if self.classes is not None:
-            keep &= np.isin(labels, sorted(self.classes))
-        order = np.argsort(-scores[keep], kind='stable')[: self.max_det]
-        return boxes[keep][order], scores[keep][order], labels[keep][order]
-
-    def _segment(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        height, width = rgb.shape[:2]
-        boxes = boxes.copy()
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-        self.predictor.set_image(rgb)
-        parts = []
-        for start in range(0, len(boxes), self.batch):
-            masks, _, _ = self.predictor.predict(
-                box=boxes[start : start + self.batch], multimask_output=False
-            )
-            parts.append(masks[:, 0])
-        return np.concatenate(parts) if parts else np.zeros((0, height, width), bool)
-
-    def __call__(self, path: str) -> None:
-        rgb = load_image(path)
-        boxes, scores, labels = self._detect(rgb)
-        masks = self._segment(rgb, boxes) if len(boxes) else np.zeros((0, *rgb.shape[:2]), bool)
-        rles = masks_to_coco_rle(masks)
-        areas = coco_rle_area(rles) if rles else np.zeros(0)
-        anns = []
-        for i, rle in enumerate(rles):
-            if areas[i] <= 0:
-                continue  # SAM found nothing inside this box
-            seg = rle
-            if self.mask_format == 'polygon':  # exact pixel-edge polygons, or RLE (logged)
-                name = f'{self.relpath(path)} detection {i}'
-                seg = mask_to_coco_polygons(masks[i], name=name, **self.polygon)
-            area, bbox = segmentation_area_bbox(seg, *rgb.shape[:2])  # of what is written
-            anns.append(
-                dict(
-                    label=int(labels[i]),
-                    bbox=bbox,
-                    area=area,
-                    score=float(scores[i]),
-                    det_bbox=[float(v) for v in boxes[i]],
-                    segmentation=seg,
-                )
-            )
-        record = dict(
-            file_name=self.relpath(path),
-            height=rgb.shape[0],
-            width=rgb.shape[1],
-            anns=anns,
-            source=file_stamp(path),
-        )
-        atomic_write_json(record, self.cache_path(path))
-
-
-def _coco_from_records(records: List[dict], class_names: Sequence[str]) -> Dict[str, Any]:
-    images, annotations = [], []
-    for image_id, rec in enumerate(records, start=1):
-        images.append(
-            dict(id=image_id, file_name=rec['file_name'], height=rec['height'], width=rec['width'])
-        )
-        for ann in rec['anns']:
-            annotations.append(
-                dict(
-                    id=len(annotations) + 1,
-                    image_id=image_id,
-                    category_id=ann['label'] + 1,
-                    segmentation=ann['segmentation'],
-                    bbox=ann['bbox'],
-                    area=ann['area'],
-                    iscrowd=0,
-                    score=ann['score'],
-                )
-            )
-    categories = [dict(id=i + 1, name=str(name)) for i, name in enumerate(class_names)]
-    return dict(
-        info=dict(description='mmsam auto_annotate: mmdet detector boxes segmented by SAM'),
-        images=images,
-        annotations=annotations,
-        categories=categories,
-    )
-
-
-def auto_annotate(
-    data: str,
-    det_model: Union[str, torch.nn.Module],
-    sam_model: Union[str, torch.nn.Module, SAMPredictor] = DEFAULT_SAM,
-    device: Union[str, torch.device] = '',
-    output_dir: Optional[str] = None,
-    conf: float = 0.25,
-    max_det: int = 300,
-    classes: Optional[Sequence[int]] = None,
-    det_weights: Optional[str] = None,
-    sam_weights: Union[bool, str] = True,
-    det_cfg_options: Optional[dict] = None,
-    mask_format: str = 'rle',
-    polygon_min_iou: float = DEFAULT_POLYGON_MIN_IOU,
-    polygon_tolerance: float = 0.0,
-    ann_file: str = 'annotations.json',
-    sam_batch: int = 64,
-    progress: bool = True,
-) -> AnnotateResult:
-    """Detect objects with an mmdet detector, segment them with SAM, write a COCO file.
-
-    Args:
-        data (str): An image folder (searched recursively) or one image file.
-        det_model (str | nn.Module): Detector: config path, mmdet model name, or model
-            (see :func:`build_detector`).
-        sam_model (str | nn.Module | SAMPredictor): SAM: an mmsam model name or config
-            (built with :func:`mmsam.apis.get_model`), a SAM model, or a predictor.
-        device (str): ``''`` picks CUDA when available, else CPU.
-        output_dir (str, optional): Where to write; ``<data>_auto_annotate`` next to
-            ``data`` by default.
-        conf (float): Keep detections with at least this score.
-        max_det (int): At most this many detections per image (highest scores).
-        classes (Sequence[int], optional): Keep only these detector class indices.
-        det_weights (str, optional): Detector checkpoint (path or URL).
-        sam_weights (bool | str): ``True`` for the model's published weights, or a path.
-        det_cfg_options (dict, optional): Detector config overrides.
-        mask_format (str): ``'rle'`` (COCO compressed RLE) or ``'polygon'`` (the
-            pixel-edge boundary of every part with holes bridged in, which pycocotools
-            decodes back to exactly the mask; see :mod:`mmsam.structures.polygons`).
-        polygon_min_iou (float): With ``'polygon'``, a mask whose polygons decode to a
-            lower IoU with it is written as RLE instead, with a warning in the log.
-            Exact polygons (``polygon_tolerance=0``) always reach IoU 1.
-        polygon_tolerance (float): Douglas-Peucker simplification of the polygons, in
-            pixels; ``0`` keeps them exact (more vertices), ``1`` keeps IoU >= 0.98 for
-            masks 60+ px across.
-        ann_file (str): Name of the COCO file in ``output_dir``.
-        sam_batch (int): Boxes decoded together (bounds memory on big images).
-        progress (bool): Show a progress bar.
-
-    Returns:
-        AnnotateResult: ``ann_file`` (its path), counts, and the failed images with
-        their reasons. The COCO file has ``images`` (``file_name`` relative to
-        ``data``), ``annotations`` (``segmentation``, ``bbox`` XYWH of the mask,
-        ``area``, ``score`` of the detection, ``category_id``, ``iscrowd`` 0) and
-        ``categories`` (ids ``1..K`` for the detector's classes).
+    Raises:
+        ValueError: A value out of its range, named.
     """
     if mask_format not in ('rle', 'polygon'):
         raise ValueError(f"mask_format must be 'rle' or 'polygon', got {mask_format!r}")
@@ -340,68 +130,147 @@ def auto_annotate(
         )
     if not 0.0 <= float(conf) <= 1.0:
         raise ValueError(f'conf must be in [0, 1], got {conf}')
-    data = os.fspath(data)
-    if output_dir is None:
-        output_dir = osp.abspath(data).rstrip(os.sep) + '_auto_annotate'
-    images = list_job_images(data, output_dir)
-    prepare_output_dir(output_dir)  # before any work
-    root = data if osp.isdir(data) else osp.dirname(osp.abspath(data))
-    device = resolve_device(device)
-    if isinstance(sam_model, SAMPredictor):
-        predictor = sam_model
-    elif isinstance(sam_model, torch.nn.Module):
-        predictor = SAMPredictor(sam_model.to(device))
-    else:
-        from .model_zoo import get_model
 
-        predictor = SAMPredictor(get_model(sam_model, pretrained=sam_weights, device=device))
-    detector = build_detector(det_model, det_weights, device, det_cfg_options)
-    class_names = list(detector.dataset_meta.get('classes') or [])
-    sam_config = getattr(predictor.model, '_config', None)
-    key = settings_key(
-        det_config=detector.cfg.to_dict(),  # resolved: _base_ files and options merged
-        det_weights=model_fingerprint(detector),
-        class_names=class_names,
-        sam_config=None if sam_config is None else sam_config.to_dict(),
-        sam_weights=model_fingerprint(predictor.model),
-        conf=float(conf),
-        max_det=int(max_det),
-        classes=None if classes is None else sorted(int(c) for c in classes),
-        mask_format=mask_format,
-        polygon_min_iou=None if mask_format == 'rle' else float(polygon_min_iou),
-        polygon_tolerance=None if mask_format == 'rle' else float(polygon_tolerance),
-        sam_batch=int(sam_batch),
-    )
-    annotator = _Annotator(
-        detector,
-        predictor,
-        root,
-        osp.join(output_dir, '.cache', key),
-        float(conf),
-        classes,
-        int(max_det),
-        mask_format,
-        max(int(sam_batch), 1),
-        dict(min_iou=float(polygon_min_iou), tolerance=float(polygon_tolerance)),
-    )
-    report = run_over_images(images, annotator, annotator.is_done, 'annotate', progress)
-    failed = {path for path, _ in report.failed}
-    records = []
-    for path in images:
-        if path in failed:
-            continue
-        with open(annotator.cache_path(path), encoding='utf-8') as f:
-            records.append(json.load(f))
-    num_classes = max([len(class_names)] + [a['label'] + 1 for r in records for a in r['anns']])
-    names = class_names + [f'class_{i}' for i in range(len(class_names), num_classes)]
-    coco = _coco_from_records(records, names)
-    out_file = osp.join(output_dir, ann_file)
-    atomic_write_json(coco, out_file)
-    return AnnotateResult(
-        done=report.done,
-        skipped=report.skipped,
-        failed=report.failed,
-        ann_file=out_file,
-        num_images=len(coco['images']),
-        num_annotations=len(coco['annotations']),
-    )
+
+def detect_boxes(
+    detector: torch.nn.Module,
+    rgb: np.ndarray,
+    conf: float = 0.25,
+    max_det: int = 300,
+    classes: Optional[Sequence[int]] = None,
+):
+    """The detector's boxes on an image, filtered and sorted by score.
+
+    Args:
+        detector (nn.Module): Built by :func:`build_detector`.
+        rgb (np.ndarray): ``(H, W, 3)`` uint8 RGB.
+        conf (float): Keep detections with at least this score.
+        max_det (int): At most this many (highest scores first).
+        classes (Sequence[int], optional): Keep only these class indices.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray, np.ndarray]: boxes ``(N, 4)`` XYXY float64
+        pixels, scores ``(N,)`` and labels ``(N,)`` int64, best score first.
+    """
+    from mmdet.apis import inference_detector
+
+    with torch.no_grad(), detector_scope():
+        result = inference_detector(detector, np.ascontiguousarray(rgb[..., ::-1]))
+    pred = result.pred_instances
+    boxes = pred.bboxes.detach().cpu().numpy().astype(np.float64).reshape(-1, 4)
+    scores = pred.scores.detach().cpu().numpy().astype(np.float64).reshape(-1)
+    labels = pred.labels.detach().cpu().numpy().astype(np.int64).reshape(-1)
+    keep = scores >= conf
+    if classes is not None:
+        keep &= np.isin(labels, sorted({int(c) for c in classes}))
+    order = np.argsort(-scores[keep], kind='stable')[:max_det]
+    return boxes[keep][order], scores[keep][order], labels[keep][order]
+
+
+def segment_boxes(
+    predictor: SAMPredictor, rgb: np.ndarray, boxes: np.ndarray, sam_batch: int = 64
+) -> np.ndarray:
+    """SAM's mask of each box (clipped to the image), ``sam_batch`` boxes decoded together.
+
+    Args:
+        predictor (SAMPredictor): The predictor; its image is set to ``rgb``.
+        rgb (np.ndarray): ``(H, W, 3)`` uint8 RGB.
+        boxes (np.ndarray): ``(N, 4)`` XYXY pixels.
+        sam_batch (int): Boxes decoded together (bounds memory on big images).
+
+    Returns:
+        np.ndarray: ``(N, H, W)`` bool.
+    """
+    height, width = rgb.shape[:2]
+    if not len(boxes):
+        return np.zeros((0, height, width), bool)
+    boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    predictor.set_image(rgb)
+    batch = max(int(sam_batch), 1)
+    parts = []
+    for start in range(0, len(boxes), batch):
+        masks, _, _ = predictor.predict(box=boxes[start : start + batch], multimask_output=False)
+        parts.append(masks[:, 0])
+    return np.concatenate(parts)
+
+
+def annotate_image(
+    rgb: np.ndarray,
+    detector: torch.nn.Module,
+    predictor: SAMPredictor,
+    conf: float = 0.25,
+    max_det: int = 300,
+    classes: Optional[Sequence[int]] = None,
+    mask_format: str = 'rle',
+    polygon_min_iou: float = DEFAULT_POLYGON_MIN_IOU,
+    polygon_tolerance: float = 0.0,
+    sam_batch: int = 64,
+    name: str = 'image',
+) -> List[dict]:
+    """Detect objects in one image and segment each with SAM.
+
+    Args:
+        rgb (np.ndarray): ``(H, W, 3)`` uint8 RGB (:func:`mmsam.apis.load_image`).
+        detector (nn.Module): Built by :func:`build_detector`.
+        predictor (SAMPredictor): Around the SAM model.
+        conf, max_det, classes: See :func:`detect_boxes`.
+        mask_format (str): ``'rle'`` (COCO compressed RLE) or ``'polygon'`` (the
+            pixel-edge boundary of every part with holes bridged in, which pycocotools
+            decodes back to exactly the mask; see :mod:`mmsam.structures.polygons`).
+        polygon_min_iou (float): With ``'polygon'``, a mask whose polygons decode to a
+            lower IoU with it is written as RLE instead, with a warning in the log.
+            Exact polygons (``polygon_tolerance=0``) always reach IoU 1.
+        polygon_tolerance (float): Douglas-Peucker simplification of the polygons, in
+            pixels; ``0`` keeps them exact (more vertices), ``1`` keeps IoU >= 0.98 for
+            masks 60+ px across.
+        sam_batch (int): Boxes decoded together (bounds memory on big images).
+        name (str): Names the image in log messages.
+
+    Returns:
+        list[dict]: One per detection whose mask is not empty, best score first:
+        ``label`` (detector class index), ``bbox`` (XYWH of what ``segmentation``
+        decodes to), ``area``, ``score`` (the detection's), ``det_bbox`` (the
+        detector's XYXY box) and ``segmentation`` (COCO RLE or polygons).
+    """
+    check_annotate_options(conf, mask_format, polygon_min_iou, polygon_tolerance)
+    boxes, scores, labels = detect_boxes(detector, rgb, conf, max_det, classes)
+    masks = segment_boxes(predictor, rgb, boxes, sam_batch)
+    rles = masks_to_coco_rle(masks)
+    areas = coco_rle_area(rles) if rles else np.zeros(0)
+    anns = []
+    for i, rle in enumerate(rles):
+        if areas[i] <= 0:
+            continue  # SAM found nothing inside this box
+        seg = rle
+        if mask_format == 'polygon':  # exact pixel-edge polygons, or RLE (logged)
+            seg = mask_to_coco_polygons(
+                masks[i],
+                min_iou=float(polygon_min_iou),
+                tolerance=float(polygon_tolerance),
+                name=f'{name} detection {i}',
+            )
+        area, bbox = segmentation_area_bbox(seg, *rgb.shape[:2])  # of what is written
+        anns.append(
+            dict(
+                label=int(labels[i]),
+                bbox=bbox,
+                area=area,
+                score=float(scores[i]),
+                det_bbox=[float(v) for v in boxes[i]],
+                segmentation=seg,
+            )
+        )
+    return anns
+
+
+__all__ = [
+    'annotate_image',
+    'build_detector',
+    'check_annotate_options',
+    'detect_boxes',
+    'detector_scope',
+    'resolve_device',
+    'segment_boxes',
+]

@@ -13,6 +13,9 @@ from typing import Dict, List, Optional
 
 import yaml
 
+#: The model the command line and :func:`mmsam.cli.annotate.auto_annotate` use by default.
+DEFAULT_MODEL = 'sam_vit-base-p16_3rdparty_sa1b-1024px'
+
 
 def _package_root() -> Path:
     return Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..structures.amg_utils import calculate_stability_score
+from ..structures.mask_postprocess import calculate_stability_score
 
 
 class SAMOnnxDecoder(nn.Module):

@@ -1,4 +1,5 @@
-"""Data structures and transforms: coordinate transforms, masks, RLE and polygons."""
+"""Data structures and transforms: coordinate transforms, boxes, mask post-processing,
+AMG grids and crops, RLE and polygons."""
 
 from .._compat import torch_installed
 from .transforms import (
@@ -12,20 +13,21 @@ from .transforms import (
 
 # torch-free installs (the mmsam.deploy ONNX runtime) get the transforms only
 if torch_installed():
-    from .amg_utils import (
-        batched_mask_to_box,
-        box_xyxy_to_xywh,
+    from .amg import (
         build_all_layer_point_grids,
         build_point_grid,
-        calculate_stability_score,
         generate_crop_boxes,
         is_box_near_crop_edge,
-        masks_to_boxes,
         remove_small_regions,
-        stability_counts,
         uncrop_boxes_xyxy,
         uncrop_masks,
         uncrop_points,
+    )
+    from .boxes import batched_mask_to_box, box_xyxy_to_xywh, masks_to_boxes
+    from .mask_postprocess import (
+        calculate_stability_score,
+        select_best_candidate,
+        stability_counts,
         upscale_mask_logits,
     )
     from .polygons import (
@@ -65,6 +67,7 @@ if torch_installed():
         'is_box_near_crop_edge',
         'masks_to_boxes',
         'remove_small_regions',
+        'select_best_candidate',
         'stability_counts',
         'uncrop_boxes_xyxy',
         'uncrop_masks',

@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mmsam.apis.auto_annotate import auto_annotate
 from mmsam.apis.image_io import load_image
 from mmsam.apis.predictor import SAMPredictor
+from mmsam.cli.annotate import auto_annotate
 from mmsam.structures.rle import coco_rle_to_mask
 from mmsam.testing.parity import randomize_parameters, sam_model_cfg
 

@@ -8,7 +8,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
-from ...structures.amg_utils import masks_to_boxes
+from ...structures.boxes import masks_to_boxes
 from ...structures.transforms import apply_coords
 from .sam import SAM
 

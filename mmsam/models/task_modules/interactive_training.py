@@ -27,7 +27,8 @@ from mmdet.registry import MODELS
 from mmengine.logging import MessageHub
 
 from ...evaluation.functional import to_bool_masks
-from ...structures.amg_utils import masks_to_boxes, upscale_mask_logits
+from ...structures.boxes import masks_to_boxes
+from ...structures.mask_postprocess import upscale_mask_logits
 from ...structures.transforms import apply_boxes, apply_coords
 from ..utils.embedding_cache import EmbeddingCache, weights_digest
 from .prompt_simulation import POINT, PromptSimulator, sample_error_points

@@ -1,8 +1,8 @@
-"""Point grids, crop boxes, mask scores and box helpers of automatic mask generation.
+"""What automatic mask generation alone needs: point grids, crops and region clean-up.
 
 Each function gives the same numbers as its counterpart in the official
-``segment_anything.utils.amg`` (boxes of masks are XYXY with *inclusive* ends there,
-``x2`` = last foreground column), written to avoid full-size temporaries.
+``segment_anything.utils.amg``. The box helpers the model uses too live in
+:mod:`.boxes`, the mask scores and upscaling in :mod:`.mask_postprocess`.
 """
 
 import math
@@ -65,87 +65,6 @@ def generate_crop_boxes(
             boxes.append([x0, y0, min(x0 + crop_w, im_w), min(y0 + crop_h, im_h)])
             layers.append(layer + 1)
     return boxes, layers
-
-
-def stability_counts(
-    logits: torch.Tensor, mask_threshold: float, offset: float
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Pixels above ``threshold + offset`` and above ``threshold - offset`` per mask.
-
-    Args:
-        logits (Tensor): ``(N, H, W)`` mask logits.
-
-    Returns:
-        tuple[Tensor, Tensor]: ``(N,)`` int64 each.
-    """
-    high = (logits > (mask_threshold + offset)).sum(dim=(-2, -1))
-    low = (logits > (mask_threshold - offset)).sum(dim=(-2, -1))
-    return high, low
-
-
-def calculate_stability_score(
-    logits: torch.Tensor, mask_threshold: float, offset: float
-) -> torch.Tensor:
-    """IoU of the masks thresholded at ``threshold + offset`` and ``threshold - offset``.
-
-    One mask always contains the other, so the IoU is a ratio of pixel counts.
-
-    Args:
-        logits (Tensor): ``(N, H, W)`` mask logits.
-
-    Returns:
-        Tensor: ``(N,)`` float32 (NaN where both masks are empty).
-    """
-    high, low = stability_counts(logits, mask_threshold, offset)
-    return high.to(torch.int32) / low.to(torch.int32)
-
-
-def batched_mask_to_box(masks: torch.Tensor) -> torch.Tensor:
-    """XYXY boxes with inclusive ends around boolean masks (the official AMG convention).
-
-    Args:
-        masks (Tensor): ``(..., H, W)`` bool.
-
-    Returns:
-        Tensor: ``(..., 4)`` int64; ``[0, 0, 0, 0]`` for an empty mask.
-    """
-    h, w = masks.shape[-2:]
-    lead = masks.shape[:-2]
-    if masks.numel() == 0:
-        return torch.zeros(*lead, 4, dtype=torch.int64, device=masks.device)
-    flat = masks.reshape(-1, h, w)
-    rows = flat.any(dim=-1).to(torch.uint8)  # (N, H)
-    cols = flat.any(dim=-2).to(torch.uint8)  # (N, W)
-    top = rows.argmax(dim=-1)
-    bottom = h - 1 - rows.flip(-1).argmax(dim=-1)
-    left = cols.argmax(dim=-1)
-    right = w - 1 - cols.flip(-1).argmax(dim=-1)
-    boxes = torch.stack([left, top, right, bottom], dim=-1)
-    boxes[rows.amax(dim=-1) == 0] = 0
-    return boxes.reshape(*lead, 4)
-
-
-def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """Tight XYXY boxes of boolean masks, mmdet convention (``x2 = last column + 1``).
-
-    Args:
-        masks (Tensor): ``(N, H, W)`` bool.
-
-    Returns:
-        Tensor: ``(N, 4)`` float32; all zeros for an empty mask.
-    """
-    boxes = batched_mask_to_box(masks).to(torch.float32)
-    nonempty = masks.flatten(-2).any(dim=-1)
-    boxes[nonempty, 2:] += 1  # inclusive ends -> exclusive
-    return boxes
-
-
-def box_xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
-    """``(..., 4)`` XYXY to XYWH (a new tensor or array of the same type)."""
-    out = boxes.clone() if isinstance(boxes, torch.Tensor) else np.array(boxes)
-    out[..., 2] = out[..., 2] - out[..., 0]
-    out[..., 3] = out[..., 3] - out[..., 1]
-    return out
 
 
 def uncrop_boxes_xyxy(boxes: torch.Tensor, crop_box: Sequence[int]) -> torch.Tensor:
@@ -224,59 +143,3 @@ def remove_small_regions(
         if len(fill) == 0:
             fill = np.array([int(np.argmax(sizes)) + 1])
     return np.isin(regions, fill), True
-
-
-def upscale_mask_logits(
-    low_res: torch.Tensor,
-    image_size: int,
-    input_size: Sequence[int],
-    original_size: Sequence[int],
-) -> torch.Tensor:
-    """``SAM.postprocess_masks`` with the same numbers and less work.
-
-    The official post-processing upsamples ``(4E, 4E)`` logits bilinearly to the padded
-    input ``(S, S)``, crops the resized image ``(h, w)`` and resizes that to ``(H, W)``.
-    Here only the low-resolution rows/columns that reach the crop are upsampled (with
-    the same scale factor, so every output pixel is computed from the same inputs and
-    weights), and the last resize is skipped when ``(h, w) == (H, W)`` (it is then the
-    identity).
-
-    Args:
-        low_res (Tensor): ``(N, C, L, L)`` logits (``L = S / 4`` for SAM).
-        image_size (int): ``S``.
-        input_size (tuple[int, int]): ``(h, w)``.
-        original_size (tuple[int, int]): ``(H, W)``.
-
-    Returns:
-        Tensor: ``(N, C, H, W)`` logits.
-    """
-    h, w = int(input_size[0]), int(input_size[1])
-    out_h, out_w = int(original_size[0]), int(original_size[1])
-    low = low_res.shape[-1]
-    if low_res.shape[-2] != low or image_size % low:
-        return _reference_upscale(low_res, image_size, (h, w), (out_h, out_w))
-    factor = image_size // low
-
-    def needed(length: int) -> int:
-        # last source index used by output pixel ``length - 1``, plus its neighbour
-        last = max(math.floor((length - 0.5) / factor - 0.5), 0)
-        return min(low, last + 2)
-
-    src = low_res[..., : needed(h), : needed(w)]
-    masks = F.interpolate(
-        src,
-        scale_factor=(float(factor), float(factor)),
-        mode='bilinear',
-        align_corners=False,
-        recompute_scale_factor=False,
-    )[..., :h, :w]
-    if (h, w) == (out_h, out_w):
-        return masks
-    return F.interpolate(masks, (out_h, out_w), mode='bilinear', align_corners=False)
-
-
-def _reference_upscale(low_res, image_size, input_size, original_size) -> torch.Tensor:
-    masks = F.interpolate(low_res, (image_size, image_size), mode='bilinear', align_corners=False)[
-        ..., : input_size[0], : input_size[1]
-    ]
-    return F.interpolate(masks, original_size, mode='bilinear', align_corners=False)

@@ -1,4 +1,4 @@
-"""Automatic mask generation over an image or a folder: SA-1B JSONs and overlays.
+"""``mmsam amg``: automatic mask generation over an image or a folder; SA-1B JSONs, overlays.
 
 What ``mmsam amg`` and ``demo/amg_demo.py`` run. For each image ``<rel>`` (its path
 relative to the input folder, extension included) it writes:
@@ -19,15 +19,20 @@ image whose key matches and whose outputs exist is skipped, any other is redone.
 key is written last, so it marks a finished image.
 """
 
+import argparse
 import os
 import os.path as osp
 
 import numpy as np
 
+from ..apis.image_io import load_image
+from ..apis.mask_generator import AutomaticMaskGenerator
+from ..apis.sa1b import sa1b_image_ids, write_sa1b
 from ..structures.rle import coco_rle_to_mask
 from ..utils.atomic_file import atomic_write, prepare_output_dir
 from ..visualization import overlay, save_png
-from .batch_runner import (
+from .common import UsageError, check_device, load_sam, print_report
+from .folder_jobs import (
     BatchReport,
     file_stamp,
     list_job_images,
@@ -35,9 +40,7 @@ from .batch_runner import (
     run_over_images,
     settings_key,
 )
-from .image_io import load_image
-from .mask_generator import AutomaticMaskGenerator
-from .sa1b import sa1b_image_ids, write_sa1b
+from .parser import AMG_OPTIONS
 
 #: generator attributes that change its output (``points_per_batch`` and
 #: ``upscale_chunk`` do not)
@@ -177,3 +180,31 @@ def amg_folder(
         generator, root, out_dir, draw, sa1b_image_ids(rels), generator_settings_key(generator)
     )
     return run_over_images(images, job, job.is_done if resume else None, 'amg', progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``mmsam amg``: check the input and output folders, then run :func:`amg_folder`.
+
+    Returns:
+        int: The exit code (1 when an image failed).
+
+    Raises:
+        UsageError: Generator options that do not go together.
+    """
+    # the input and the output folder are checked before the model loads
+    list_job_images(args.input, args.out_dir)
+    prepare_output_dir(args.out_dir)
+    device = check_device(args.device)
+    options = {
+        name.replace('-', '_'): getattr(args, name.replace('-', '_')) for name, *_ in AMG_OPTIONS
+    }
+    sam = load_sam(args, device)
+    try:
+        generator = AutomaticMaskGenerator(sam, output_mode='coco_rle', **options)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    report = amg_folder(
+        generator, args.input, args.out_dir, draw=not args.no_overlay, resume=not args.overwrite
+    )
+    print(f'outputs in {args.out_dir}')
+    return print_report(report)

@@ -1,6 +1,7 @@
-"""Prompted segmentation of one image file: parse prompts, predict, write overlay and masks.
+"""``mmsam segment``: prompted segmentation of one image file; overlay and mask files.
 
-What ``mmsam segment`` and ``demo/image_demo.py`` run.
+What ``mmsam segment`` and ``demo/image_demo.py`` run: parse the prompts, predict,
+write the overlay and the masks.
 
 Prompts:
 
@@ -12,6 +13,7 @@ A prompt that is a single point is ambiguous; SAM then predicts three masks and 
 with the highest predicted IoU is kept (``multimask=True`` keeps all three).
 """
 
+import argparse
 import glob
 import os
 import os.path as osp
@@ -20,10 +22,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..apis.image_io import load_image
+from ..apis.predictor import SAMPredictor
 from ..utils.atomic_file import atomic_write, atomic_write_json, prepare_output_dir
 from ..visualization import overlay, save_mask_png, save_png
-from .image_io import load_image
-from .predictor import SAMPredictor
+from .common import UsageError, check_device, load_sam
 
 
 def parse_point(text: str) -> Tuple[float, float, int]:
@@ -143,7 +146,7 @@ def segment_image_file(
 
     Args:
         predictor (SAMPredictor): Around the model to use.
-        image_path (str): The image file (see :func:`mmsam.apis.image_io.load_image`).
+        image_path (str): The image file (see :func:`mmsam.apis.load_image`).
         out_dir (str): Output folder (created).
         points (Sequence[str]): ``'x,y[:label]'`` strings (see :func:`parse_point`).
         boxes (Sequence[str]): ``'x1,y1,x2,y2'`` strings.
@@ -200,4 +203,43 @@ def _remove_stale_masks(stem: str, written: Sequence[str]) -> None:
             os.remove(path)
 
 
-__all__ = ['parse_point', 'parse_box', 'predict_prompts', 'segment_image_file']
+def run(args: argparse.Namespace) -> int:
+    """``mmsam segment``: check the prompts, the image and the output folder, then segment.
+
+    Returns:
+        int: The exit code.
+
+    Raises:
+        UsageError: No prompt, or a bad point or box.
+    """
+    if not args.points and not args.boxes:
+        raise UsageError('give at least one --points X,Y[:LABEL] or --boxes X1,Y1,X2,Y2')
+    try:
+        for p in args.points:
+            parse_point(p)
+        for b in args.boxes:
+            parse_box(b)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    load_image(args.image)  # an unreadable image is reported before the model loads
+    prepare_output_dir(args.out_dir)
+    device = check_device(args.device)
+    predictor = SAMPredictor(load_sam(args, device))
+    out = segment_image_file(
+        predictor,
+        args.image,
+        args.out_dir,
+        points=args.points,
+        boxes=args.boxes,
+        multimask=args.multimask,
+        save_masks=args.save_masks,
+    )
+    scores = ', '.join(f'{s:.3f}' for s in out['scores'])
+    print(f'{len(out["scores"])} mask(s), predicted IoU {scores}')
+    print(f'overlay: {out["overlay"]}')
+    for path in out['masks']:
+        print(f'masks: {path}')
+    return 0
+
+
+__all__ = ['parse_point', 'parse_box', 'predict_prompts', 'segment_image_file', 'run']

@@ -1,6 +1,6 @@
 """Run a per-image job over many images: listing, resume keys, progress, failures.
 
-Shared by the AMG folder job and ``auto_annotate``:
+Shared by the folder jobs of the command line (``mmsam amg``, ``mmsam annotate``):
 
 * the images are listed once, leaving out anything under the output folder (which
   may lie inside the input folder), and an empty listing is an error;
@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from .image_io import IMAGE_SUFFIXES, list_images
+from ..apis.image_io import IMAGE_SUFFIXES, list_images
 
 
 @dataclass

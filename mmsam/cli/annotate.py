@@ -1,0 +1,269 @@
+"""``mmsam annotate``: a folder of images to a COCO instance-segmentation dataset.
+
+The folder half of auto-annotation: :func:`mmsam.apis.annotate_image` (an mmdet
+detector's boxes segmented by SAM) on every image, then one COCO JSON that
+``mmdet.datasets.CocoDataset`` loads for training (categories are the detector's
+``dataset_meta['classes']``).
+
+Resumable: each image's result is kept in ``<output_dir>/.cache/<settings hash>/`` and
+reused by a later run with the same settings; the COCO file is rebuilt from them at the
+end. The hash is of *contents*, not paths: the detector's resolved config text and
+weights, SAM's config and weights, and every option; a cached result also records the
+image file's size and time stamp, so an edited image is redone. Files under the output
+folder are never read as input. Images that cannot be read or processed are reported
+and left out.
+"""
+
+import argparse
+import json
+import os
+import os.path as osp
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+
+from ..apis.auto_annotate import (
+    annotate_image,
+    build_detector,
+    check_annotate_options,
+    resolve_device,
+)
+from ..apis.image_io import load_image
+from ..apis.model_index import DEFAULT_MODEL
+from ..apis.predictor import SAMPredictor
+from ..structures.polygons import DEFAULT_POLYGON_MIN_IOU
+from ..utils.atomic_file import atomic_write_json, prepare_output_dir
+from .common import check_device, dict_options, print_report
+from .folder_jobs import (
+    BatchReport,
+    file_stamp,
+    list_job_images,
+    model_fingerprint,
+    run_over_images,
+    settings_key,
+)
+
+
+@dataclass
+class AnnotateResult(BatchReport):
+    """A :class:`BatchReport` plus where the COCO file is and how much it holds."""
+
+    ann_file: str = ''
+    num_images: int = 0
+    num_annotations: int = 0
+
+
+class _Annotator:
+    """Annotate one image at a time and cache its record."""
+
+    def __init__(self, detector, predictor, root, cache_dir, options):
+        self.detector = detector
+        self.predictor = predictor
+        self.root = root
+        self.cache_dir = cache_dir
+        self.options = options  # annotate_image's keyword arguments
+
+    def relpath(self, path: str) -> str:
+        return osp.relpath(path, self.root).replace(os.sep, '/')
+
+    def cache_path(self, path: str) -> str:
+        return osp.join(self.cache_dir, self.relpath(path) + '.json')
+
+    def is_done(self, path: str) -> bool:
+        try:
+            with open(self.cache_path(path), encoding='utf-8') as f:
+                return json.load(f).get('source') == file_stamp(path)
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def __call__(self, path: str) -> None:
+        rgb = load_image(path)
+        anns = annotate_image(
+            rgb, self.detector, self.predictor, name=self.relpath(path), **self.options
+        )
+        record = dict(
+            file_name=self.relpath(path),
+            height=rgb.shape[0],
+            width=rgb.shape[1],
+            anns=anns,
+            source=file_stamp(path),
+        )
+        atomic_write_json(record, self.cache_path(path))
+
+
+def _coco_from_records(records: List[dict], class_names: Sequence[str]) -> Dict[str, Any]:
+    images, annotations = [], []
+    for image_id, rec in enumerate(records, start=1):
+        images.append(
+            dict(id=image_id, file_name=rec['file_name'], height=rec['height'], width=rec['width'])
+        )
+        for ann in rec['anns']:
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=ann['label'] + 1,
+                    segmentation=ann['segmentation'],
+                    bbox=ann['bbox'],
+                    area=ann['area'],
+                    iscrowd=0,
+                    score=ann['score'],
+                )
+            )
+    categories = [dict(id=i + 1, name=str(name)) for i, name in enumerate(class_names)]
+    return dict(
+        info=dict(description='mmsam auto_annotate: mmdet detector boxes segmented by SAM'),
+        images=images,
+        annotations=annotations,
+        categories=categories,
+    )
+
+
+def auto_annotate(
+    data: str,
+    det_model: Union[str, torch.nn.Module],
+    sam_model: Union[str, torch.nn.Module, SAMPredictor] = DEFAULT_MODEL,
+    device: Union[str, torch.device] = '',
+    output_dir: Optional[str] = None,
+    conf: float = 0.25,
+    max_det: int = 300,
+    classes: Optional[Sequence[int]] = None,
+    det_weights: Optional[str] = None,
+    sam_weights: Union[bool, str] = True,
+    det_cfg_options: Optional[dict] = None,
+    mask_format: str = 'rle',
+    polygon_min_iou: float = DEFAULT_POLYGON_MIN_IOU,
+    polygon_tolerance: float = 0.0,
+    ann_file: str = 'annotations.json',
+    sam_batch: int = 64,
+    progress: bool = True,
+) -> AnnotateResult:
+    """Detect objects with an mmdet detector, segment them with SAM, write a COCO file.
+
+    Args:
+        data (str): An image folder (searched recursively) or one image file.
+        det_model (str | nn.Module): Detector: config path, mmdet model name, or model
+            (see :func:`mmsam.apis.auto_annotate.build_detector`).
+        sam_model (str | nn.Module | SAMPredictor): SAM: an mmsam model name or config
+            (built with :func:`mmsam.apis.get_model`), a SAM model, or a predictor.
+        device (str): ``''`` picks CUDA when available, else CPU.
+        output_dir (str, optional): Where to write; ``<data>_auto_annotate`` next to
+            ``data`` by default.
+        conf (float): Keep detections with at least this score.
+        max_det (int): At most this many detections per image (highest scores).
+        classes (Sequence[int], optional): Keep only these detector class indices.
+        det_weights (str, optional): Detector checkpoint (path or URL).
+        sam_weights (bool | str): ``True`` for the model's published weights, or a path.
+        det_cfg_options (dict, optional): Detector config overrides.
+        mask_format, polygon_min_iou, polygon_tolerance: See
+            :func:`mmsam.apis.annotate_image`.
+        ann_file (str): Name of the COCO file in ``output_dir``.
+        sam_batch (int): Boxes decoded together (bounds memory on big images).
+        progress (bool): Show a progress bar.
+
+    Returns:
+        AnnotateResult: ``ann_file`` (its path), counts, and the failed images with
+        their reasons. The COCO file has ``images`` (``file_name`` relative to
+        ``data``), ``annotations`` (``segmentation``, ``bbox`` XYWH of the mask,
+        ``area``, ``score`` of the detection, ``category_id``, ``iscrowd`` 0) and
+        ``categories`` (ids ``1..K`` for the detector's classes).
+    """
+    check_annotate_options(conf, mask_format, polygon_min_iou, polygon_tolerance)
+    data = os.fspath(data)
+    if output_dir is None:
+        output_dir = osp.abspath(data).rstrip(os.sep) + '_auto_annotate'
+    images = list_job_images(data, output_dir)
+    prepare_output_dir(output_dir)  # before any work
+    root = data if osp.isdir(data) else osp.dirname(osp.abspath(data))
+    device = resolve_device(device)
+    if isinstance(sam_model, SAMPredictor):
+        predictor = sam_model
+    elif isinstance(sam_model, torch.nn.Module):
+        predictor = SAMPredictor(sam_model.to(device))
+    else:
+        from ..apis.model_zoo import get_model
+
+        predictor = SAMPredictor(get_model(sam_model, pretrained=sam_weights, device=device))
+    detector = build_detector(det_model, det_weights, device, det_cfg_options)
+    class_names = list(detector.dataset_meta.get('classes') or [])
+    sam_config = getattr(predictor.model, '_config', None)
+    key = settings_key(
+        det_config=detector.cfg.to_dict(),  # resolved: _base_ files and options merged
+        det_weights=model_fingerprint(detector),
+        class_names=class_names,
+        sam_config=None if sam_config is None else sam_config.to_dict(),
+        sam_weights=model_fingerprint(predictor.model),
+        conf=float(conf),
+        max_det=int(max_det),
+        classes=None if classes is None else sorted(int(c) for c in classes),
+        mask_format=mask_format,
+        polygon_min_iou=None if mask_format == 'rle' else float(polygon_min_iou),
+        polygon_tolerance=None if mask_format == 'rle' else float(polygon_tolerance),
+        sam_batch=int(sam_batch),
+    )
+    options = dict(
+        conf=float(conf),
+        max_det=int(max_det),
+        classes=classes,
+        mask_format=mask_format,
+        polygon_min_iou=float(polygon_min_iou),
+        polygon_tolerance=float(polygon_tolerance),
+        sam_batch=int(sam_batch),
+    )
+    annotator = _Annotator(detector, predictor, root, osp.join(output_dir, '.cache', key), options)
+    report = run_over_images(images, annotator, annotator.is_done, 'annotate', progress)
+    failed = {path for path, _ in report.failed}
+    records = []
+    for path in images:
+        if path in failed:
+            continue
+        with open(annotator.cache_path(path), encoding='utf-8') as f:
+            records.append(json.load(f))
+    num_classes = max([len(class_names)] + [a['label'] + 1 for r in records for a in r['anns']])
+    names = class_names + [f'class_{i}' for i in range(len(class_names), num_classes)]
+    coco = _coco_from_records(records, names)
+    out_file = osp.join(output_dir, ann_file)
+    atomic_write_json(coco, out_file)
+    return AnnotateResult(
+        done=report.done,
+        skipped=report.skipped,
+        failed=report.failed,
+        ann_file=out_file,
+        num_images=len(coco['images']),
+        num_annotations=len(coco['annotations']),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``mmsam annotate``: :func:`auto_annotate` with the command line's options.
+
+    Returns:
+        int: The exit code (1 when an image failed).
+    """
+    options = dict_options(args.det_cfg_options, '--det-cfg-options')
+    device = check_device(args.device)
+    result = auto_annotate(
+        args.data,
+        args.det_model,
+        sam_model=args.model,
+        device=device,
+        output_dir=args.out_dir,
+        conf=args.conf,
+        max_det=args.max_det,
+        classes=args.classes,
+        det_weights=args.det_weights,
+        sam_weights=args.weights if args.weights else True,
+        det_cfg_options=options,
+        mask_format=args.mask_format,
+        **{
+            key: value
+            for key, value in (
+                ('polygon_min_iou', args.polygon_min_iou),
+                ('polygon_tolerance', args.polygon_tolerance),
+            )
+            if value is not None
+        },
+    )
+    print(f'{result.ann_file}: {result.num_images} images, {result.num_annotations} annotations')
+    return print_report(result)

@@ -1,0 +1,194 @@
+"""The ``mmsam`` command line: its commands, their options, defaults and value checks.
+
+Light on purpose (argparse only): ``mmsam --help`` and argument errors answer without
+importing torch; the options are checked here, before anything is loaded.
+"""
+
+import argparse
+import math
+import re
+from typing import Optional
+
+from ..apis.model_index import DEFAULT_MODEL
+
+
+def _number(kind: type, low: float = -math.inf, high: float = math.inf, high_open=False):
+    """An argparse ``type``: a finite ``kind`` in ``[low, high]`` (``[low, high)``)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected {kind.__name__}, got {text!r}') from None
+        if not math.isfinite(value) or value < low or value > high or (high_open and value == high):
+            upper = ')' if high_open else ']'
+            bounds = f'[{low:g}, {high:g}{upper}' if math.isfinite(high) else f'>= {low:g}'
+            if not math.isfinite(low) and not math.isfinite(high):
+                bounds = 'a finite number'
+            raise argparse.ArgumentTypeError(f'expected {bounds}, got {text}')
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+#: ``mmsam amg`` options: ``AutomaticMaskGenerator`` arguments (``-`` for ``_``), with
+#: their default and the values they accept (checked before anything is loaded).
+AMG_OPTIONS = (
+    ('points-per-side', 32, _number(int, 1)),
+    ('points-per-batch', 64, _number(int, 1)),
+    ('pred-iou-thresh', 0.88, _number(float)),
+    ('stability-score-thresh', 0.95, _number(float)),
+    ('stability-score-offset', 1.0, _number(float)),
+    ('box-nms-thresh', 0.7, _number(float, 0, 1)),
+    ('crop-n-layers', 0, _number(int, 0)),
+    ('crop-nms-thresh', 0.7, _number(float, 0, 1)),
+    ('crop-overlap-ratio', 512 / 1500, _number(float, 0, 1, high_open=True)),
+    ('crop-n-points-downscale-factor', 1, _number(int, 1)),
+    ('min-mask-region-area', 0, _number(int, 0)),
+)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that takes ``-5,10`` (a point left of the image) for a value, not an option.
+
+    Python before 3.13 only takes ``-5`` or ``-.5`` for negative numbers; this is
+    3.13's rule (a ``-`` then a digit) for every Python.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r'^-\.?\d')
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--model',
+        default=DEFAULT_MODEL,
+        help=f'SAM model name (mmsam.list_models()) or config file (default: {DEFAULT_MODEL})',
+    )
+    parser.add_argument(
+        '--weights',
+        default=None,
+        help='checkpoint file or URL (any layout: official, HF, mmsam); default: the '
+        "model's published weights, downloaded once into torch's hub cache",
+    )
+    parser.add_argument(
+        '--device', default='', help='cpu, cuda, cuda:1, ... (default: cuda if available)'
+    )
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser of ``mmsam`` and its sub-commands (``args.command`` names the one given)."""
+    parser = _ArgumentParser(
+        prog=prog or 'mmsam',
+        description='Segment Anything (SAM) on the OpenMMLab stack.',
+        epilog='exit codes: 0 ok, 1 error or some images failed, 2 bad command line, '
+        '130 interrupted (folder jobs resume on a rerun)',
+    )
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+
+    seg = sub.add_parser('segment', help='segment an image from point/box prompts')
+    seg.add_argument('image', help='image file')
+    seg.add_argument(
+        '--points',
+        nargs='+',
+        action='extend',
+        default=[],
+        metavar='X,Y[:LABEL]',
+        help='prompt points in pixels; label 1 foreground (default), 0 background',
+    )
+    seg.add_argument(
+        '--boxes',
+        nargs='+',
+        action='extend',
+        default=[],
+        metavar='X1,Y1,X2,Y2',
+        help='prompt boxes in pixels; each box is one object',
+    )
+    seg.add_argument(
+        '--out-dir',
+        default='outputs/segment',
+        help='output folder; a rerun removes the mask files of an earlier run on the '
+        'same image that this run does not write',
+    )
+    seg.add_argument('--multimask', action='store_true', help='keep 3 candidate masks per prompt')
+    seg.add_argument(
+        '--save-masks',
+        choices=('png', 'npy', 'both', 'none'),
+        default='both',
+        help='mask files to write besides the overlay (default: both)',
+    )
+    _add_model_args(seg)
+
+    amg = sub.add_parser('amg', help='segment everything in an image or a folder (SA-1B JSON)')
+    amg.add_argument('input', help='image file or folder (searched recursively)')
+    amg.add_argument(
+        '--out-dir',
+        default='outputs/amg',
+        help='output folder: <image file name>.json and .overlay.png per image '
+        '(its files are never read as input, even inside the input folder)',
+    )
+    amg.add_argument('--no-overlay', action='store_true', help='do not write overlay PNGs')
+    amg.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='redo every image (default: skip images an earlier run did with the same '
+        'model and options)',
+    )
+    group = amg.add_argument_group('automatic mask generator options')
+    for name, default, kind in AMG_OPTIONS:
+        group.add_argument(f'--{name}', type=kind, default=default, help=f'(default: {default:g})')
+    _add_model_args(amg)
+
+    ann = sub.add_parser(
+        'annotate', help='detector boxes -> SAM masks -> a COCO instance-segmentation JSON'
+    )
+    ann.add_argument('data', help='image folder (searched recursively) or image file')
+    ann.add_argument('--det-model', required=True, help='mmdet config file or mmdet model name')
+    ann.add_argument('--det-weights', default=None, help='detector checkpoint (path or URL)')
+    ann.add_argument(
+        '--det-cfg-options',
+        nargs='+',
+        default=None,
+        metavar='KEY=VALUE',
+        help="detector config overrides, e.g. model.test_cfg.score_thr=0.1 (mmengine's "
+        'DictAction syntax)',
+    )
+    ann.add_argument(
+        '--out-dir', default=None, help='output folder (default: <data>_auto_annotate)'
+    )
+    ann.add_argument(
+        '--conf', type=_number(float, 0, 1), default=0.25, help='detection score threshold'
+    )
+    ann.add_argument(
+        '--max-det', type=_number(int, 1), default=300, help='detections per image at most'
+    )
+    ann.add_argument('--classes', type=int, nargs='+', default=None, help='class indices to keep')
+    ann.add_argument('--mask-format', choices=('rle', 'polygon'), default='rle')
+    # defaults left to auto_annotate's signature (None: not passed)
+    ann.add_argument(
+        '--polygon-min-iou',
+        type=_number(float, 0, 1),
+        default=None,
+        help='with --mask-format polygon: a mask whose polygons decode to a lower IoU is '
+        "written as RLE (logged); default: auto_annotate's (0.95)",
+    )
+    ann.add_argument(
+        '--polygon-tolerance',
+        type=_number(float, 0),
+        default=None,
+        help='with --mask-format polygon: simplify the outlines by this many pixels '
+        '(Douglas-Peucker); default 0, exact polygons',
+    )
+    _add_model_args(ann)
+
+    conv = sub.add_parser('convert', help='convert a SAM checkpoint to the mmsam layout')
+    conv.add_argument('src', help='source checkpoint (.pth, .bin, .safetensors)')
+    conv.add_argument('dst', help='the .pth file to write')
+    conv.add_argument(
+        '--layout', default='auto', choices=('auto', 'official', 'hf', 'mmpretrain', 'mmsam')
+    )
+    conv.add_argument('--backbone-only', action='store_true', help='write the image encoder only')
+    return parser
