@@ -7,6 +7,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 import mmsam.registration  # noqa: F401
+from mmsam.models.task_modules import SAMInteractiveLoss
 from mmsam.testing.training import (
     DECODER_FT,
     FULL_FT,
@@ -100,3 +101,59 @@ def test_low_res_loss_option():
     assert _has_grad(grads['mask_decoder.output_upscaling.0.weight'])
     assert _has_grad(grads['prompt_encoder.mask_downscaling.0.weight'])
     assert all(g is None for n, g in grads.items() if n.startswith('backbone.'))
+
+
+def _losses_and_grads(model, seed=0):
+    data = model.data_preprocessor(shapes_batch(seed), True)
+    losses = model(**data, mode='loss')
+    sum(losses.values()).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return {k: float(v.detach()) for k, v in losses.items()}, grads
+
+
+def test_checkpointed_loss_equals_the_plain_one():
+    """train_cfg.checkpoint_loss (the default) keeps only low-res logits for the backward
+    pass: the loss values and the gradients equal those of the plain path."""
+    cfg = tiny_recipe(DECODER_FT)
+    assert SAMInteractiveLoss().checkpoint_loss  # on by default
+    checked_model = _build(cfg)
+    checked, checked_grads = _losses_and_grads(checked_model)
+    assert checked_model.__dict__['_training_loss'].checkpoint_loss
+    cfg.model.train_cfg.checkpoint_loss = False
+    plain, plain_grads = _losses_and_grads(_build(cfg))
+    assert checked.keys() == plain.keys()
+    for key in plain:
+        assert checked[key] == pytest.approx(plain[key], rel=1e-6, abs=1e-6), key
+    assert checked_grads.keys() == plain_grads.keys() and plain_grads
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(checked_grads[name], grad, rtol=1e-6, atol=1e-6, msg=name)
+
+
+def test_training_decodes_with_the_inference_multimask_rule(monkeypatch):
+    """Training asks SAM.ambiguous_prompts (inference's 'auto' rule) which rounds get the
+    three outputs: the first round of a point prompt only."""
+    model = _build(tiny_recipe(DECODER_FT))
+    calls = []
+    decode = model.predict_prompts
+
+    def spy(embedding, points, boxes, mask_inputs, multimask_output=True):
+        n = len(boxes) if boxes is not None else len(points[0])
+        auto = model.multimask_prompts(points, boxes, mask_inputs, n)  # inference, 'auto'
+        calls.append((multimask_output, auto, points, boxes, mask_inputs))
+        return decode(embedding, points, boxes, mask_inputs, multimask_output)
+
+    monkeypatch.setattr(model, 'predict_prompts', spy)
+    data = model.data_preprocessor(shapes_batch(0), True)
+    model(**data, mode='loss')
+    assert calls
+    for multimask, auto, points, boxes, mask_inputs in calls:
+        assert torch.equal(auto, torch.full_like(auto, multimask))
+        first_point_round = boxes is None and mask_inputs is None
+        assert multimask == first_point_round
+        if first_point_round:
+            assert points[0].shape[1] == 1
+    assert any(c[0] for c in calls) and not all(c[0] for c in calls)
+    # padding points do not count (the shared rule): one point + one padding is ambiguous
+    coords = torch.zeros(2, 2, 2)
+    labels = torch.tensor([[1, -1], [1, 0]])
+    assert model.ambiguous_prompts((coords, labels), None, None, 2).tolist() == [True, False]

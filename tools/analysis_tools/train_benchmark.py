@@ -2,6 +2,7 @@
 
     python tools/analysis_tools/train_benchmark.py throughput [--steps 3 --instances 16]
     python tools/analysis_tools/train_benchmark.py memory     [--arch base]
+    python tools/analysis_tools/train_benchmark.py memory --recipe decoder --instances 8
 
 ``throughput``: instances per second of decoder-only training steps (the recipe of
 ``configs/sam/sam_vit-base-p16_decoder-ft_8xb2-12e_coco-instance.py``: loss, backward,
@@ -9,8 +10,11 @@ AdamW step) on one synthetic 1024x1024 image, without the embedding cache (the e
 runs every step) and with a warm cache (the encoder does not run).
 
 ``memory``: peak resident memory (CPU; ``ru_maxrss``) or peak allocated CUDA memory of
-one full fine-tuning step, with and without gradient checkpointing (``with_cp``); each
-variant runs in its own process, so that the peaks are separate.
+one training step: full fine-tuning (``--recipe full``) with and without gradient
+checkpointing of the encoder (``with_cp``), or decoder-only (``--recipe decoder``) with
+and without ``train_cfg.checkpoint_loss`` (the paper's full-size loss recomputed per
+round in the backward pass); each variant runs in its own process, so that the peaks
+are separate.
 
 Random weights: the cost does not depend on them. Prints a markdown table.
 """
@@ -38,7 +42,15 @@ def parse_args(argv=None):
     parser.add_argument('--instances', type=int, default=16, help='instances per image')
     parser.add_argument('--arch', default='base', help='encoder arch (base, large, huge)')
     parser.add_argument('--device', default='cuda' if _cuda() else 'cpu')
+    parser.add_argument(
+        '--recipe', choices=['full', 'decoder'], default='full', help='(memory) the recipe'
+    )
     parser.add_argument('--with-cp', action='store_true', help='(memory-one) checkpointing')
+    parser.add_argument(
+        '--no-checkpoint-loss',
+        action='store_true',
+        help='train_cfg.checkpoint_loss=False (keep the full-size maps of every round)',
+    )
     parser.add_argument(
         '--low-res-loss', action='store_true', help='train_cfg.low_res_loss (loss at S / 4)'
     )
@@ -51,7 +63,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def build(config: str, device: str, **backbone):
+def build(config: str, device: str, checkpoint_loss: bool = True, **backbone):
     """The recipe's model (random weights) and its optimizer wrapper."""
     import torch
     from mmdet.registry import MODELS
@@ -63,6 +75,7 @@ def build(config: str, device: str, **backbone):
 
     cfg = Config.fromfile(config)
     cfg.model.backbone.update(backbone)
+    cfg.model.train_cfg['checkpoint_loss'] = checkpoint_loss
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model).to(device).train()
@@ -130,7 +143,12 @@ def throughput(args) -> list:
 def memory_one(args) -> dict:
     import torch
 
-    _, model, wrapper = build(FULL_FT, args.device, arch=args.arch, with_cp=bool(args.with_cp))
+    config = FULL_FT if args.recipe == 'full' else DECODER_FT
+    backbone = dict(arch=args.arch)
+    if args.recipe == 'full':
+        backbone['with_cp'] = bool(args.with_cp)
+    checkpoint_loss = not args.no_checkpoint_loss
+    _, model, wrapper = build(config, args.device, checkpoint_loss, **backbone)
     model.train_cfg['low_res_loss'] = bool(args.low_res_loss)
     if args.device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
@@ -146,18 +164,29 @@ def memory_one(args) -> dict:
 
 def memory(args) -> list:
     rows = []
-    for with_cp in (False, True):
+    name = 'full fine-tuning' if args.recipe == 'full' else 'decoder-only'
+    loss = 'low_res_loss' if args.low_res_loss else 'paper loss (full size)'
+    for on in (False, True):
         cmd = [sys.executable, __file__, 'memory-one', '--arch', args.arch]
         cmd += ['--instances', str(args.instances), '--device', args.device]
-        cmd += ['--with-cp'] if with_cp else []
+        cmd += ['--recipe', args.recipe]
         cmd += ['--low-res-loss'] if args.low_res_loss else []
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        res = json.loads(out.strip().splitlines()[-1])
-        label = 'with_cp=True' if with_cp else 'with_cp=False'
+        if args.recipe == 'full':
+            cmd += ['--with-cp'] if on else []
+            label = f'with_cp={on}'
+        else:
+            cmd += [] if on else ['--no-checkpoint-loss']
+            label = f'checkpoint_loss={on}'
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:  # e.g. killed by the out-of-memory killer
+            result = f'failed (exit {proc.returncode}): {proc.stderr.strip()[-200:]}'
+        else:
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            result = f'{res["peak_gib"]:.2f} GiB peak {res["kind"]} ({res["seconds"]:.1f} s/step)'
         rows.append(
             (
-                f'full fine-tuning ViT-{args.arch[0].upper()}, {label}',
-                f'{res["peak_gib"]:.2f} GiB peak {res["kind"]} ({res["seconds"]:.1f} s/step)',
+                f'{name} ViT-{args.arch[0].upper()}, {args.instances} instances, {loss}, {label}',
+                result,
             )
         )
     return rows

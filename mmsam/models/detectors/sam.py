@@ -10,8 +10,7 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
-from ...structures.boxes import masks_to_boxes
-from ...structures.mask_postprocess import upscale_mask_logits
+from ...structures.amg_utils import masks_to_boxes, upscale_mask_logits
 from ...structures.transforms import apply_boxes, apply_coords
 from ...utils.checkpoint_keys import KeyMapError, detect_layout, to_mmsam_layout
 from ..utils import autocast_context, compile_module, parse_autocast_dtype
@@ -263,9 +262,36 @@ class SAM(BaseDetector):
             Tensor: ``(N,)`` bool.
         """
         mode = self.multimask_mode()
-        if mode != 'auto' or boxes is not None or mask_inputs is not None or points is None:
-            flag = mode if mode != 'auto' else boxes is None and mask_inputs is None
-            return torch.full((n,), bool(flag), dtype=torch.bool, device=device)
+        if mode != 'auto':
+            return torch.full((n,), bool(mode), dtype=torch.bool, device=device)
+        return self.ambiguous_prompts(points, boxes, mask_inputs, n, device)
+
+    @staticmethod
+    def ambiguous_prompts(
+        points: Optional[Points],
+        boxes: Optional[torch.Tensor],
+        mask_inputs: Optional[torch.Tensor],
+        n: int,
+        device=None,
+    ) -> torch.Tensor:
+        """The SAM paper's rule (``multimask_output='auto'``, also used in training):
+        a prompt is ambiguous, and gets the three multimask outputs, when it has at most
+        one point (padding labels -1 not counted) and neither a box nor a mask input.
+
+        Args:
+            points (tuple[Tensor, Tensor], optional): coords ``(N, P, 2)`` and labels
+                ``(N, P)`` (-1: padding).
+            boxes (Tensor, optional): ``(N, 4)``.
+            mask_inputs (Tensor, optional): ``(N, 1, 4E, 4E)``.
+            n (int): The number of prompts.
+            device (torch.device, optional): Of the result.
+
+        Returns:
+            Tensor: ``(N,)`` bool.
+        """
+        if boxes is not None or mask_inputs is not None or points is None:
+            flag = boxes is None and mask_inputs is None
+            return torch.full((n,), flag, dtype=torch.bool, device=device)
         return ((points[1] != -1).sum(dim=1) <= 1).to(device)
 
     def decode_prompts(

@@ -7,9 +7,17 @@ gives each a first prompt (a noisy box or a point inside its mask,
 instances with their prompts so far and the previous round's low-resolution logits as
 mask prompt, scores the upscaled logits against the ground truth
 (:class:`mmsam.models.losses.SAMMaskLoss`) and draws the next point from the error
-region. An ambiguous prompt (one point, no box, no mask) is decoded with the three
+region. An ambiguous prompt (one point, no box, no mask: ``SAM.ambiguous_prompts``,
+the rule of inference's ``multimask_output='auto'``) is decoded with the three
 multimask outputs and supervised through the best of them; every other round uses the
 single output.
+
+Memory: the paper's loss scores logits upscaled to the image. Kept for the backward
+pass, these full-size maps (and the loss's intermediates of their size) of every round
+and instance dominate training memory; with ``checkpoint_loss`` (the default) each
+round's upscaling and loss run inside ``torch.utils.checkpoint``, so only the
+low-resolution logits ``(N, C, S / 4, S / 4)`` are kept and the upscaling and loss are
+recomputed, one round at a time, in the backward pass (same values and gradients).
 
 Randomness: each image's draws come from its own generator, seeded from the base seed,
 the training iteration and the image's identity, so that a run gives the same prompts
@@ -25,10 +33,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmengine.logging import MessageHub
+from torch.utils.checkpoint import checkpoint
 
 from ...evaluation.functional import to_bool_masks
-from ...structures.boxes import masks_to_boxes
-from ...structures.mask_postprocess import upscale_mask_logits
+from ...structures import masks_to_boxes, upscale_mask_logits
 from ...structures.transforms import apply_boxes, apply_coords
 from ..utils.embedding_cache import EmbeddingCache, weights_digest
 from .prompt_simulation import POINT, PromptSimulator, sample_error_points
@@ -75,6 +83,11 @@ class SAMInteractiveLoss:
             full-size loss keeps ``rounds x instances x outputs`` full-size maps for the
             backward pass (about 13 GB for 8 instances, 11 rounds at 1024 px on the
             CPU). Defaults to False.
+        checkpoint_loss (bool): Compute each round's upscaling and full-size loss
+            inside ``torch.utils.checkpoint``: the backward pass keeps only the
+            low-resolution logits and recomputes the rest one round at a time. Same
+            values and gradients; costs one more upscaling and loss per round. Has no
+            effect with ``low_res_loss``. Defaults to True.
     """
 
     def __init__(
@@ -85,6 +98,7 @@ class SAMInteractiveLoss:
         seed: Optional[int] = None,
         embedding_cache: Optional[dict] = None,
         low_res_loss: bool = False,
+        checkpoint_loss: bool = True,
     ) -> None:
         if max_instances_per_image is not None and int(max_instances_per_image) < 1:
             raise ValueError(
@@ -98,6 +112,7 @@ class SAMInteractiveLoss:
         self.seed = seed
         self.cache = EmbeddingCache(**embedding_cache) if embedding_cache else None
         self.low_res_loss = bool(low_res_loss)
+        self.checkpoint_loss = bool(checkpoint_loss)
         self._weights_key: Optional[str] = None
 
     # ------------------------------------------------------------------ embeddings
@@ -207,20 +222,20 @@ class SAMInteractiveLoss:
         totals = [0.0, 0.0, 0.0]
         for r in range(len(plan)):
             points = (coords, labels) if coords.shape[1] else None
-            multimask = boxes_in is None and mask_input is None and coords.shape[1] == 1
+            multimask = self._multimask(model, points, boxes_in, mask_input, n)
             low_res, iou_pred = model.predict_prompts(
                 embedding, points, boxes_in, mask_input, multimask_output=multimask
             )
-            if self.low_res_loss:
-                logits = low_res
-            else:
-                logits = upscale_mask_logits(low_res, size, img_shape, ori_shape)
-            focal, dice, iou_loss, best = self.criterion(logits, iou_pred, target)
+            focal, dice, iou_loss, best = self._round_loss(low_res, iou_pred, target, frames, size)
             for k, term in enumerate((focal, dice, iou_loss)):
                 totals[k] = totals[k] + term.sum()
             mask_input = low_res[rows, best][:, None].detach()
             if r + 1 < len(plan) and plan[r + 1] == POINT:
-                pred = logits[rows, best].detach() > self.criterion.mask_threshold
+                with torch.no_grad():
+                    logits = mask_input  # the kept output, (N, 1, S / 4, S / 4)
+                    if not self.low_res_loss:
+                        logits = upscale_mask_logits(logits, size, img_shape, ori_shape)
+                pred = logits[:, 0] > self.criterion.mask_threshold
                 new_coords, new_labels = sample_error_points(pred, target, generator)
                 if self.low_res_loss:  # low-res pixel centres in the input frame
                     new_coords = (new_coords + 0.5) * (size / low_res.shape[-1]) - 0.5
@@ -229,6 +244,32 @@ class SAMInteractiveLoss:
                 coords = torch.cat([coords, new_coords[:, None]], dim=1)
                 labels = torch.cat([labels, new_labels[:, None]], dim=1)
         return totals
+
+    @staticmethod
+    def _multimask(model, points, boxes, mask_input, n: int) -> bool:
+        """Whether a round's prompts get the multimask outputs (``SAM.ambiguous_prompts``;
+        all instances of a group have prompts of the same kind)."""
+        flags = model.ambiguous_prompts(points, boxes, mask_input, n)
+        if not (flags == flags[0]).all():
+            raise RuntimeError('a prompt group mixes ambiguous and unambiguous prompts')
+        return bool(flags[0])
+
+    def _round_loss(self, low_res, iou_pred, target, frames, size: int):
+        """:class:`SAMMaskLoss` of one round on the logits in the loss frame: the
+        low-resolution ones (``low_res_loss``) or upscaled to the image, then inside
+        ``torch.utils.checkpoint`` when ``checkpoint_loss`` (only ``low_res`` and
+        ``iou_pred`` are kept for the backward pass)."""
+        if self.low_res_loss:
+            return self.criterion(low_res, iou_pred, target)
+        ori_shape, img_shape = frames
+
+        def upscaled_loss(low_res, iou_pred):
+            logits = upscale_mask_logits(low_res, size, img_shape, ori_shape)
+            return self.criterion(logits, iou_pred, target)
+
+        if not (self.checkpoint_loss and torch.is_grad_enabled()):
+            return upscaled_loss(low_res, iou_pred)
+        return checkpoint(upscaled_loss, low_res, iou_pred, use_reentrant=False)
 
     @staticmethod
     def _low_res_target(gt: torch.Tensor, img_shape, size: int) -> torch.Tensor:
