@@ -31,7 +31,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--work-dir', help='where to save logs and checkpoints (default: ./work_dirs/CONFIG)'
     )
     parser.add_argument(
-        '--amp', action='store_true', help='automatic mixed precision (AmpOptimWrapper)'
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision: AmpOptimWrapper (float16 by default) on a GPU, '
+        'bfloat16 autocast (CPUAmpOptimWrapper) on a CPU-only machine',
     )
     parser.add_argument(
         '--auto-scale-lr', action='store_true', help='scale the lr by the total batch size'
@@ -47,6 +50,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     return set_local_rank(parser.parse_args(argv))
 
 
+AMP_WRAPPERS = ('AmpOptimWrapper', 'CPUAmpOptimWrapper')
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def use_cpu_amp(wrapper: Config) -> None:
+    """Turn an ``AmpOptimWrapper`` config into mmsam's ``CPUAmpOptimWrapper`` (in place).
+
+    mmengine's ``AmpOptimWrapper`` refuses to be built without a GPU, and CPU autocast
+    supports bfloat16 only: on a CPU-only machine mixed precision is bfloat16 autocast
+    without loss scaling (bfloat16 does not underflow as float16 does).
+    """
+    dtype = wrapper.pop('dtype', None)
+    wrapper.pop('loss_scale', None)
+    wrapper.pop('use_fsdp', None)
+    wrapper.type = 'CPUAmpOptimWrapper'
+    wrapper.dtype = 'bfloat16'
+    note = '' if dtype in (None, 'bfloat16') else f" (instead of the config's {dtype})"
+    print_log(
+        f'AMP on the CPU: bfloat16 autocast{note}, no loss scaling (CPUAmpOptimWrapper)',
+        logger='current',
+    )
+
+
 def build_cfg(args: argparse.Namespace) -> Config:
     """The config with the command line applied."""
     if not osp.isfile(args.config):
@@ -54,11 +85,13 @@ def build_cfg(args: argparse.Namespace) -> Config:
     cfg = config_from_args(args)
     if args.amp:
         wrapper = cfg.optim_wrapper
-        if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        if wrapper.get('type', 'OptimWrapper') in AMP_WRAPPERS:
             print_log('AMP training is already enabled in the config', logger='current')
         else:
             wrapper.type = 'AmpOptimWrapper'
             wrapper.setdefault('loss_scale', 'dynamic')
+    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper' and not _cuda_available():
+        use_cpu_amp(cfg.optim_wrapper)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise SystemExit(

@@ -168,3 +168,42 @@ def _test_miou(setup, cfg_path, checkpoint, name):
     found = re.findall(r'coco/mIoU@1: ([0-9.]+)', out)
     assert found, out[-3000:]
     return float(found[-1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='--amp uses AmpOptimWrapper on a GPU')
+def test_amp_on_the_cpu_trains_with_bfloat16_autocast(setup):
+    """mmengine's AmpOptimWrapper refuses a CPU-only machine: --amp there means bfloat16
+    autocast without loss scaling (CPUAmpOptimWrapper); the run trains and saves."""
+    cfg_path = _config(setup['tmp'] / 'amp.py', setup['root'], epochs=1, batch=2)
+    work_dir = str(setup['tmp'] / 'amp')
+    shutil.rmtree(work_dir, ignore_errors=True)
+    args = ['--work-dir', work_dir, '--amp', '--cfg-options', f'load_from={setup["checkpoint"]}']
+    out = _run([sys.executable, 'tools/train.py', cfg_path, *args])
+    assert 'AMP on the CPU: bfloat16 autocast' in out
+    dumped = Config.fromfile(osp.join(work_dir, 'amp.py'))
+    assert dumped.optim_wrapper.type == 'CPUAmpOptimWrapper'
+    assert 'loss_scale' not in dumped.optim_wrapper
+    curve = _losses(work_dir)
+    assert len(curve) == 4 and all(0 < v < 100 for v in curve.values())  # 8 images / 2
+    trained = _weights(osp.join(work_dir, 'epoch_1.pth'))
+    start = _weights(setup['checkpoint'])
+    assert not torch.equal(
+        trained['mask_decoder.output_upscaling.0.weight'],
+        start['mask_decoder.output_upscaling.0.weight'],
+    )
+
+
+def test_cpu_amp_wrapper_autocasts_to_bfloat16():
+    from mmsam.engine import CPUAmpOptimWrapper
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 4)
+    wrapper = CPUAmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    before = model.weight.detach().clone()
+    with wrapper.optim_context(model):
+        out = model(torch.randn(2, 8))
+    assert out.dtype == torch.bfloat16
+    wrapper.update_params(out.float().square().mean())
+    assert model.weight.dtype == torch.float32 and not torch.equal(model.weight, before)
+    with pytest.raises(ValueError, match='bfloat16 only'):
+        CPUAmpOptimWrapper(dtype='float16', optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
