@@ -10,7 +10,8 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
-from ...structures.amg_utils import masks_to_boxes, upscale_mask_logits
+from ...structures.boxes import masks_to_boxes
+from ...structures.mask_postprocess import upscale_mask_logits
 from ...structures.transforms import apply_boxes, apply_coords
 from ...utils.checkpoint_keys import KeyMapError, detect_layout, to_mmsam_layout
 from ..utils import autocast_context, compile_module, parse_autocast_dtype
