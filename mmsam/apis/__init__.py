@@ -24,6 +24,8 @@ _EXPORTS = {
     'ConversionReport': 'convert',
     'annotate_image': 'auto_annotate',
     'build_detector': 'auto_annotate',
+    'segment_by_text': 'text_prompts',
+    'TextSegmentation': 'text_prompts',
     'load_image': 'image_io',
     'ImageReadError': 'image_io',
 }
