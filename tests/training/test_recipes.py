@@ -111,15 +111,17 @@ def _losses_and_grads(model, seed=0):
     return {k: float(v.detach()) for k, v in losses.items()}, grads
 
 
-def test_checkpointed_loss_equals_the_plain_one():
-    """train_cfg.checkpoint_loss (the default) keeps only low-res logits for the backward
-    pass: the loss values and the gradients equal those of the plain path."""
-    cfg = tiny_recipe(DECODER_FT)
-    assert SAMInteractiveLoss().checkpoint_loss  # on by default
+@pytest.mark.parametrize('low_res_loss', [False, True])
+def test_checkpointed_rounds_equal_the_plain_ones(low_res_loss):
+    """train_cfg.checkpoint_rounds (the default) keeps only each round's inputs and
+    low-res outputs for the backward pass: the loss values and the gradients equal
+    those of the plain path."""
+    cfg = tiny_recipe(DECODER_FT, low_res_loss=low_res_loss)
+    assert SAMInteractiveLoss().checkpoint_rounds  # on by default
     checked_model = _build(cfg)
     checked, checked_grads = _losses_and_grads(checked_model)
-    assert checked_model.__dict__['_training_loss'].checkpoint_loss
-    cfg.model.train_cfg.checkpoint_loss = False
+    assert checked_model.__dict__['_training_loss'].checkpoint_rounds
+    cfg.model.train_cfg.checkpoint_rounds = False
     plain, plain_grads = _losses_and_grads(_build(cfg))
     assert checked.keys() == plain.keys()
     for key in plain:

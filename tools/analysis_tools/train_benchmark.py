@@ -12,8 +12,8 @@ runs every step) and with a warm cache (the encoder does not run).
 ``memory``: peak resident memory (CPU; ``ru_maxrss``) or peak allocated CUDA memory of
 one training step: full fine-tuning (``--recipe full``) with and without gradient
 checkpointing of the encoder (``with_cp``), or decoder-only (``--recipe decoder``) with
-and without ``train_cfg.checkpoint_loss`` (the paper's full-size loss recomputed per
-round in the backward pass); each variant runs in its own process, so that the peaks
+and without ``train_cfg.checkpoint_rounds`` (each round's decoding and loss recomputed
+in the backward pass); each variant runs in its own process, so that the peaks
 are separate.
 
 Random weights: the cost does not depend on them. Prints a markdown table.
@@ -47,9 +47,9 @@ def parse_args(argv=None):
     )
     parser.add_argument('--with-cp', action='store_true', help='(memory-one) checkpointing')
     parser.add_argument(
-        '--no-checkpoint-loss',
+        '--no-checkpoint-rounds',
         action='store_true',
-        help='train_cfg.checkpoint_loss=False (keep the full-size maps of every round)',
+        help='train_cfg.checkpoint_rounds=False (keep every round for the backward pass)',
     )
     parser.add_argument(
         '--low-res-loss', action='store_true', help='train_cfg.low_res_loss (loss at S / 4)'
@@ -63,7 +63,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def build(config: str, device: str, checkpoint_loss: bool = True, **backbone):
+def build(config: str, device: str, checkpoint_rounds: bool = True, **backbone):
     """The recipe's model (random weights) and its optimizer wrapper."""
     import torch
     from mmdet.registry import MODELS
@@ -75,7 +75,7 @@ def build(config: str, device: str, checkpoint_loss: bool = True, **backbone):
 
     cfg = Config.fromfile(config)
     cfg.model.backbone.update(backbone)
-    cfg.model.train_cfg['checkpoint_loss'] = checkpoint_loss
+    cfg.model.train_cfg['checkpoint_rounds'] = checkpoint_rounds
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model).to(device).train()
@@ -147,8 +147,8 @@ def memory_one(args) -> dict:
     backbone = dict(arch=args.arch)
     if args.recipe == 'full':
         backbone['with_cp'] = bool(args.with_cp)
-    checkpoint_loss = not args.no_checkpoint_loss
-    _, model, wrapper = build(config, args.device, checkpoint_loss, **backbone)
+    checkpoint_rounds = not args.no_checkpoint_rounds
+    _, model, wrapper = build(config, args.device, checkpoint_rounds, **backbone)
     model.train_cfg['low_res_loss'] = bool(args.low_res_loss)
     if args.device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
@@ -175,8 +175,8 @@ def memory(args) -> list:
             cmd += ['--with-cp'] if on else []
             label = f'with_cp={on}'
         else:
-            cmd += [] if on else ['--no-checkpoint-loss']
-            label = f'checkpoint_loss={on}'
+            cmd += [] if on else ['--no-checkpoint-rounds']
+            label = f'checkpoint_rounds={on}'
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:  # e.g. killed by the out-of-memory killer
             result = f'failed (exit {proc.returncode}): {proc.stderr.strip()[-200:]}'

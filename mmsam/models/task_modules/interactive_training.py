@@ -12,12 +12,14 @@ the rule of inference's ``multimask_output='auto'``) is decoded with the three
 multimask outputs and supervised through the best of them; every other round uses the
 single output.
 
-Memory: the paper's loss scores logits upscaled to the image. Kept for the backward
-pass, these full-size maps (and the loss's intermediates of their size) of every round
-and instance dominate training memory; with ``checkpoint_loss`` (the default) each
-round's upscaling and loss run inside ``torch.utils.checkpoint``, so only the
-low-resolution logits ``(N, C, S / 4, S / 4)`` are kept and the upscaling and loss are
-recomputed, one round at a time, in the backward pass (same values and gradients).
+Memory: kept for the backward pass, each round's mask-decoder activations (about
+0.1 GB per instance at 1024 px: image-sized attention inputs and the upscaled
+embedding) and the paper's loss on logits upscaled to the image (the full-size maps and
+the loss's intermediates of their size) add up over rounds and instances: 11 rounds of
+8 instances of ViT-B did not fit 13 GB. With ``checkpoint_rounds`` (the default) each
+round's decoding, upscaling and loss run inside ``torch.utils.checkpoint``: only its
+inputs and low-resolution outputs are kept, and the backward pass recomputes one round
+at a time (same values and gradients, one more decoder pass per round).
 
 Randomness: each image's draws come from its own generator, seeded from the base seed,
 the training iteration and the image's identity, so that a run gives the same prompts
@@ -83,11 +85,10 @@ class SAMInteractiveLoss:
             full-size loss keeps ``rounds x instances x outputs`` full-size maps for the
             backward pass (about 13 GB for 8 instances, 11 rounds at 1024 px on the
             CPU). Defaults to False.
-        checkpoint_loss (bool): Compute each round's upscaling and full-size loss
-            inside ``torch.utils.checkpoint``: the backward pass keeps only the
-            low-resolution logits and recomputes the rest one round at a time. Same
-            values and gradients; costs one more upscaling and loss per round. Has no
-            effect with ``low_res_loss``. Defaults to True.
+        checkpoint_rounds (bool): Run each round's decoding, upscaling and loss inside
+            ``torch.utils.checkpoint``: the backward pass keeps only the rounds' inputs
+            and low-resolution outputs and recomputes one round at a time. Same values
+            and gradients; costs one more decoder pass per round. Defaults to True.
     """
 
     def __init__(
@@ -98,7 +99,7 @@ class SAMInteractiveLoss:
         seed: Optional[int] = None,
         embedding_cache: Optional[dict] = None,
         low_res_loss: bool = False,
-        checkpoint_loss: bool = True,
+        checkpoint_rounds: bool = True,
     ) -> None:
         if max_instances_per_image is not None and int(max_instances_per_image) < 1:
             raise ValueError(
@@ -112,7 +113,7 @@ class SAMInteractiveLoss:
         self.seed = seed
         self.cache = EmbeddingCache(**embedding_cache) if embedding_cache else None
         self.low_res_loss = bool(low_res_loss)
-        self.checkpoint_loss = bool(checkpoint_loss)
+        self.checkpoint_rounds = bool(checkpoint_rounds)
         self._weights_key: Optional[str] = None
 
     # ------------------------------------------------------------------ embeddings
@@ -222,11 +223,10 @@ class SAMInteractiveLoss:
         totals = [0.0, 0.0, 0.0]
         for r in range(len(plan)):
             points = (coords, labels) if coords.shape[1] else None
-            multimask = self._multimask(model, points, boxes_in, mask_input, n)
-            low_res, iou_pred = model.predict_prompts(
-                embedding, points, boxes_in, mask_input, multimask_output=multimask
+            prompts = (points, boxes_in, mask_input)
+            focal, dice, iou_loss, best, low_res = self._round(
+                model, embedding, prompts, target, frames
             )
-            focal, dice, iou_loss, best = self._round_loss(low_res, iou_pred, target, frames, size)
             for k, term in enumerate((focal, dice, iou_loss)):
                 totals[k] = totals[k] + term.sum()
             mask_input = low_res[rows, best][:, None].detach()
@@ -254,22 +254,33 @@ class SAMInteractiveLoss:
             raise RuntimeError('a prompt group mixes ambiguous and unambiguous prompts')
         return bool(flags[0])
 
-    def _round_loss(self, low_res, iou_pred, target, frames, size: int):
-        """:class:`SAMMaskLoss` of one round on the logits in the loss frame: the
-        low-resolution ones (``low_res_loss``) or upscaled to the image, then inside
-        ``torch.utils.checkpoint`` when ``checkpoint_loss`` (only ``low_res`` and
-        ``iou_pred`` are kept for the backward pass)."""
-        if self.low_res_loss:
-            return self.criterion(low_res, iou_pred, target)
+    def _round(self, model, embedding, prompts, target, frames):
+        """One round: decode the prompts, score the logits in the loss frame (the
+        low-resolution ones with ``low_res_loss``, else upscaled to the image) with
+        :class:`SAMMaskLoss`; inside ``torch.utils.checkpoint`` when
+        ``checkpoint_rounds``.
+
+        Returns:
+            tuple: focal, dice, IoU loss ``(N,)``, the kept output ``(N,)`` and the
+            low-resolution logits ``(N, C, S / 4, S / 4)``.
+        """
+        points, boxes, mask_input = prompts
+        n = len(target)
+        multimask = self._multimask(model, points, boxes, mask_input, n)
         ori_shape, img_shape = frames
 
-        def upscaled_loss(low_res, iou_pred):
-            logits = upscale_mask_logits(low_res, size, img_shape, ori_shape)
-            return self.criterion(logits, iou_pred, target)
+        def decode_and_score():
+            low_res, iou_pred = model.predict_prompts(
+                embedding, points, boxes, mask_input, multimask_output=multimask
+            )
+            logits = low_res
+            if not self.low_res_loss:
+                logits = upscale_mask_logits(low_res, model.image_size, img_shape, ori_shape)
+            return (*self.criterion(logits, iou_pred, target), low_res)
 
-        if not (self.checkpoint_loss and torch.is_grad_enabled()):
-            return upscaled_loss(low_res, iou_pred)
-        return checkpoint(upscaled_loss, low_res, iou_pred, use_reentrant=False)
+        if not (self.checkpoint_rounds and torch.is_grad_enabled()):
+            return decode_and_score()
+        return checkpoint(decode_and_score, use_reentrant=False)
 
     @staticmethod
     def _low_res_target(gt: torch.Tensor, img_shape, size: int) -> torch.Tensor:
