@@ -32,22 +32,48 @@ ENCODER_NAME_PAIRS: List[Tuple[str, str]] = [
     ('neck.{n}.', 'channel_reduction.{n}.'),
 ]
 
-_PLACEHOLDERS = {'{i}': r'(\d+)', '{n}': r'([0-3])'}
+# MobileSAM's TinyViT (``mobile_sam.modeling.TinyViT``) <-> mmsam's ``SAMTinyViT``, whose
+# blocks are mmpretrain's TinyViT blocks: ``layers`` -> ``stages``, ``c``/``bn`` (conv and
+# batch norm of each ``Conv2d_BN``) -> ``conv2d``/``bn2d``; the neck is shared with the ViT.
+# ``{j}`` is a block index, ``{k}`` the 1-3 of ``conv1``..``conv3``.
+TINYVIT_NAME_PAIRS: List[Tuple[str, str]] = [
+    ('patch_embed.seq.{i}.c.', 'patch_embed.seq.{i}.conv2d.'),
+    ('patch_embed.seq.{i}.bn.', 'patch_embed.seq.{i}.bn2d.'),
+    ('layers.{i}.blocks.{j}.conv{k}.c.', 'stages.{i}.blocks.{j}.conv{k}.conv2d.'),
+    ('layers.{i}.blocks.{j}.conv{k}.bn.', 'stages.{i}.blocks.{j}.conv{k}.bn2d.'),
+    ('layers.{i}.blocks.{j}.local_conv.c.', 'stages.{i}.blocks.{j}.local_conv.conv2d.'),
+    ('layers.{i}.blocks.{j}.local_conv.bn.', 'stages.{i}.blocks.{j}.local_conv.bn2d.'),
+    ('layers.{i}.blocks.{j}.attn.', 'stages.{i}.blocks.{j}.attn.'),
+    ('layers.{i}.blocks.{j}.mlp.', 'stages.{i}.blocks.{j}.mlp.'),
+    ('layers.{i}.downsample.conv{k}.c.', 'stages.{i}.downsample.conv{k}.conv2d.'),
+    ('layers.{i}.downsample.conv{k}.bn.', 'stages.{i}.downsample.conv{k}.bn2d.'),
+]
+
+_PLACEHOLDERS = {
+    '{i}': r'(?P<i>\d+)',
+    '{j}': r'(?P<j>\d+)',
+    '{k}': r'(?P<k>[1-3])',
+    '{n}': r'(?P<n>[0-3])',
+}
+_PLACEHOLDER = re.compile(r'\{([ijkn])\}')
 
 
 def _name_rule(src: str, dst: str) -> Tuple[str, str]:
     """A ``(pattern, replacement)`` rule that renames ``src`` (a template) to ``dst``."""
-    parts = re.split(r'(\{[in]\})', src)
+    parts = re.split(r'(\{[ijkn]\})', src)
     pattern = '^' + ''.join(_PLACEHOLDERS.get(part, re.escape(part)) for part in parts)
     if not src.endswith('.'):
         pattern += '$'
-    return pattern, re.sub(r'\{[in]\}', lambda _: r'\1', dst)
+    return pattern, _PLACEHOLDER.sub(lambda m: rf'\g<{m[1]}>', dst)
 
 
-# (official image-encoder key pattern, mmpretrain ViTSAM replacement) and the reverse
-ENCODER_KEY_RULES: List[Tuple[str, str]] = [_name_rule(o, m) for o, m in ENCODER_NAME_PAIRS]
+# (official image-encoder key pattern, mmsam replacement) and the reverse, for SAM's ViT
+# (mmpretrain ViTSAM names) and MobileSAM's TinyViT (mmpretrain TinyViT names)
+ENCODER_KEY_RULES: List[Tuple[str, str]] = [
+    _name_rule(o, m) for o, m in ENCODER_NAME_PAIRS + TINYVIT_NAME_PAIRS
+]
 _REVERSE_ENCODER_KEY_RULES: List[Tuple[str, str]] = [
-    _name_rule(m, o) for o, m in ENCODER_NAME_PAIRS
+    _name_rule(m, o) for o, m in ENCODER_NAME_PAIRS + TINYVIT_NAME_PAIRS
 ]
 
 OFFICIAL_PREFIXES = ('image_encoder.', 'prompt_encoder.', 'mask_decoder.')
@@ -286,6 +312,10 @@ LAYOUTS = ('official', 'hf', 'mmsam', 'mmpretrain')
 #: constants live in the data preprocessor).
 IGNORED_KEYS = ('pixel_mean', 'pixel_std')
 
+#: Prefixes of official keys that SAM never runs: the ImageNet classifier (final norm and
+#: linear head) that MobileSAM's TinyViT keeps in its ``mobile_sam.pt``.
+IGNORED_PREFIXES = ('image_encoder.norm_head.', 'image_encoder.head.')
+
 _VITSAM_BARE = re.compile(
     r'^(patch_embed\.projection\.|pos_embed$|layers\.\d+\.|channel_reduction\.)'
 )
@@ -349,7 +379,7 @@ def to_mmsam_layout(
     Returns:
         ``(state_dict, layout, ignored)``: ``backbone.*`` (plus ``prompt_encoder.*`` and
         ``mask_decoder.*`` when the source has them), the source layout, and the
-        source keys dropped on purpose (:data:`IGNORED_KEYS`).
+        source keys dropped on purpose (:data:`IGNORED_KEYS`, :data:`IGNORED_PREFIXES`).
 
     Raises:
         ValueError: for an unknown ``layout`` or one that does not fit the keys.
@@ -364,8 +394,9 @@ def to_mmsam_layout(
         raise ValueError(
             f'layout {layout!r} was asked for, but the keys are in the {detected!r} layout'
         )
-    ignored = [k for k in state_dict if k in IGNORED_KEYS]
-    kept = OrderedDict((k, v) for k, v in state_dict.items() if k not in IGNORED_KEYS)
+    ignored = [k for k in state_dict if k in IGNORED_KEYS or k.startswith(IGNORED_PREFIXES)]
+    dropped = set(ignored)
+    kept = OrderedDict((k, v) for k, v in state_dict.items() if k not in dropped)
     if layout == 'official':
         out = convert_official_to_mmsam(kept)
     elif layout == 'hf':
@@ -385,16 +416,19 @@ def infer_encoder_arch(state_dict: Mapping[str, torch.Tensor], prefix: str = 'ba
         prefix: the encoder's key prefix.
 
     Returns:
-        dict with ``arch`` (``'base'``, ``'large'``, ``'huge'`` or ``'custom'``),
-        ``arch_settings`` (``embed_dims``, ``num_layers``, ``num_heads``,
-        ``feedforward_channels``, ``global_attn_indexes``: what ``SAMImageEncoder(arch=...)``
-        takes), ``img_size``, ``patch_size`` and ``window_size``.
+        dict with ``encoder`` (``'vit'`` or ``'tinyvit'``), ``arch`` and ``arch_settings``
+        (ViT: ``'base'``, ``'large'``, ``'huge'`` or ``'custom'``, with ``embed_dims``,
+        ``num_layers``, ``num_heads``, ``feedforward_channels``, ``global_attn_indexes``:
+        what ``SAMImageEncoder(arch=...)`` takes; TinyViT: see
+        :func:`infer_tinyvit_arch`), ``img_size``, ``patch_size`` and ``window_size``.
 
     Raises:
         ValueError: if the encoder's keys are missing.
     """
     from ..models.backbones.sam_image_encoder import SAMImageEncoder
 
+    if prefix + TINYVIT_MARKER in state_dict:
+        return infer_tinyvit_arch(state_dict, prefix)
     proj = state_dict.get(prefix + 'patch_embed.projection.weight')
     if proj is None:
         raise ValueError(
@@ -439,9 +473,79 @@ def infer_encoder_arch(state_dict: Mapping[str, torch.Tensor], prefix: str = 'ba
             name = candidate
             break
     return dict(
+        encoder='vit',
         arch=name,
         arch_settings=settings,
         img_size=tokens * patch_size if tokens is not None else None,
         patch_size=patch_size,
         window_size=window,
+    )
+
+
+#: A key only MobileSAM's TinyViT encoder has (mmsam's names, without the prefix).
+TINYVIT_MARKER = 'patch_embed.seq.0.conv2d.weight'
+
+
+def infer_tinyvit_arch(state_dict: Mapping[str, torch.Tensor], prefix: str = 'backbone.') -> dict:
+    """Read a ``SAMTinyViT`` encoder's size from the shapes of an mmsam-layout state dict.
+
+    Channels come from the convolutions, depths from the block indices, heads from
+    each attention's bias table ``(heads, window ** 2)`` and windows from its width.
+    Stage 0 is convolutional: its heads and window are not in the weights (the zoo's
+    values when the rest matches an arch of the zoo, else 2 and 7; never used).
+
+    Args:
+        state_dict: ``backbone.*`` keys in mmsam's ``SAMTinyViT`` layout.
+        prefix: the encoder's key prefix.
+
+    Returns:
+        dict with ``encoder='tinyvit'``, ``arch`` (``'5m'``, ``'11m'``, ``'21m'`` or
+        ``'custom'``), ``arch_settings`` (``channels``, ``depths``, ``num_heads``,
+        ``window_sizes``), ``img_size`` (1024: TinyViT has no position tables to tell
+        it), ``patch_size`` (16, the features' stride) and ``window_size`` (None).
+
+    Raises:
+        ValueError: if the stages' keys are missing.
+    """
+    from ..models.backbones.sam_tinyvit import SAMTinyViT
+
+    blocks: Dict[int, set] = {}
+    for key in state_dict:
+        match = re.match(re.escape(prefix) + r'stages\.(\d+)\.blocks\.(\d+)\.', key)
+        if match:
+            blocks.setdefault(int(match[1]), set()).add(int(match[2]))
+    if sorted(blocks) != list(range(len(blocks))) or not blocks:
+        raise ValueError(f'no TinyViT stages in the state dict ({prefix}stages.N.blocks.M.*)')
+    channels, heads, windows = [], [2], [7]
+    for i in range(len(blocks)):
+        if i == 0:
+            weight = state_dict[f'{prefix}stages.0.blocks.0.conv1.conv2d.weight']
+            channels.append(int(weight.shape[1]))
+            continue
+        bias = state_dict[f'{prefix}stages.{i}.blocks.0.attn.attention_biases']
+        channels.append(int(state_dict[f'{prefix}stages.{i}.blocks.0.attn.norm.weight'].shape[0]))
+        heads.append(int(bias.shape[0]))
+        windows.append(int(round(bias.shape[1] ** 0.5)))
+    settings = dict(
+        channels=channels,
+        depths=[len(blocks[i]) for i in range(len(blocks))],
+        num_heads=heads,
+        window_sizes=windows,
+    )
+    name = 'custom'
+    for candidate, zoo in SAMTinyViT.arch_zoo.items():
+        # stage 0's heads and window are not in the weights (nor used)
+        same = all(list(zoo[k]) == settings[k] for k in ('channels', 'depths')) and all(
+            list(zoo[k])[1:] == settings[k][1:] for k in ('num_heads', 'window_sizes')
+        )
+        if same:
+            name, settings = candidate, {k: list(v) for k, v in zoo.items()}
+            break
+    return dict(
+        encoder='tinyvit',
+        arch=name,
+        arch_settings=settings,
+        img_size=1024,
+        patch_size=16,
+        window_size=None,
     )

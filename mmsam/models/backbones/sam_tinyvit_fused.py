@@ -1,0 +1,169 @@
+"""The fused inference path of :class:`SAMTinyViT` (eval mode only).
+
+Same weights and same arithmetic as the modules' forward (``plain_forward``), in fewer
+and cheaper kernels:
+
+* every ``ConvBN2d`` runs as one convolution whose weight and bias have the batch norm
+  folded in (eval-mode batch norm is an affine map per channel); the folding is redone
+  at every call from the current parameters, so it never goes stale;
+* the maps stay channels-last from the patch embedding to the neck: the tokens
+  ``(B, H, W, C)`` of the attention stages *are* a channels-last ``(B, C, H, W)`` map,
+  so the depthwise ``local_conv`` and the patch mergings need no transposes;
+* window attention runs through ``F.scaled_dot_product_attention`` with the bias table
+  as its additive mask, and the output projection after the windows are merged back
+  (on the unpadded tokens only).
+
+Padded window tokens are zeros before the attention's LayerNorm, as in the reference.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.models.backbones.tinyvit import ConvBN2d
+
+CHANNELS_LAST = torch.channels_last
+
+# oneDNN's convolution with fused bias + unary / binary post-ops (what inductor emits on
+# the CPU); None where this torch build lacks it
+_ONEDNN_CONV = (
+    getattr(torch.ops.mkldnn, '_convolution_pointwise', None)
+    if torch.backends.mkldnn.is_available()
+    else None
+)
+
+
+def fold_conv_bn(module: ConvBN2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The weight and bias of one convolution equal to ``module`` in eval mode.
+
+    Args:
+        module (ConvBN2d): a bias-free ``conv2d`` followed by ``bn2d``.
+
+    Returns:
+        tuple[Tensor, Tensor]: weight ``(C_out, C_in / groups, k, k)`` and bias ``(C_out,)``.
+    """
+    conv, bn = module.conv2d, module.bn2d
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    weight = conv.weight * scale[:, None, None, None]
+    bias = bn.bias - bn.running_mean * scale
+    return weight, bias
+
+
+def _onednn_ops_apply(x: torch.Tensor) -> bool:
+    """Whether oneDNN's fused convolution ops can run ``x`` (float32 on the CPU, no autocast)."""
+    return (
+        _ONEDNN_CONV is not None
+        and x.device.type == 'cpu'
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled('cpu')
+        and not torch.is_grad_enabled()
+    )
+
+
+def conv_bn(
+    x: torch.Tensor,
+    module: ConvBN2d,
+    gelu: bool = False,
+    residual: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``act(module(x) + residual)`` with the batch norm folded into the convolution.
+
+    On the CPU in float32 (no autocast, no gradients) the convolution, its bias and the
+    GELU (or the residual sum) run as one oneDNN kernel, the one ``torch.compile`` uses
+    for the same pattern; elsewhere ``F.conv2d`` and ``F.gelu``.
+
+    Args:
+        x (Tensor): ``(B, C_in, H, W)``, best channels-last.
+        module (ConvBN2d): the convolution and its batch norm.
+        gelu (bool): apply the exact (erf) GELU last.
+        residual (Tensor, optional): added before the GELU, shaped as the output.
+
+    Returns:
+        Tensor: ``(B, C_out, H', W')``.
+    """
+    weight, bias = fold_conv_bn(module)
+    conv = module.conv2d
+    geometry = (conv.padding, conv.stride, conv.dilation, conv.groups)
+    if _onednn_ops_apply(x):
+        if residual is not None:
+            out = _ONEDNN_CONV.binary(
+                x, residual, weight, bias, *geometry, 'add', 1.0, None, [], ''
+            )
+            return F.gelu(out) if gelu else out
+        if gelu:
+            return _ONEDNN_CONV(x, weight, bias, *geometry, 'gelu', [None], 'none')
+        return _ONEDNN_CONV(x, weight, bias, *geometry, 'none', [], '')
+    out = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    if residual is not None:
+        out = out + residual
+    return F.gelu(out) if gelu else out
+
+
+def _patch_merging(x: torch.Tensor, merge) -> torch.Tensor:
+    """``(B, C, H, W)`` channels-last map -> ``(B, H', W', C')`` tokens (a view)."""
+    x = conv_bn(x, merge.conv1, gelu=True)
+    x = conv_bn(x, merge.conv2, gelu=True)
+    x = conv_bn(x, merge.conv3)
+    return x.permute(0, 2, 3, 1)
+
+
+def _window_attention(x: torch.Tensor, block) -> torch.Tensor:
+    """The attention branch of a ``TinyViTBlock`` on tokens ``(B, H, W, C)``."""
+    attn = block.attn
+    ws = block.window_size
+    b, h, w, c = x.shape
+    pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
+    if pad_b or pad_r:
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+    ph, pw = h + pad_b, w + pad_r
+    nh, nw = ph // ws, pw // ws
+    # (B * nh * nw, ws * ws, C)
+    x = x.view(b, nh, ws, nw, ws, c).transpose(2, 3).reshape(-1, ws * ws, c)
+    n = ws * ws
+    qkv = attn.qkv(attn.norm(x)).view(x.shape[0], n, attn.num_heads, -1)
+    q, k, v = qkv.permute(0, 2, 1, 3).split([attn.key_dim, attn.key_dim, attn.d], dim=3)
+    # (1, heads, N, N): a 4-D mask keeps SDPA on its fused CPU kernel (3-D falls back to math)
+    bias = attn.attention_biases[:, attn.attention_bias_idxs].to(q.dtype)[None]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
+    # (B, ph, pw, heads * d), cropped, then the per-token output projection
+    out = out.transpose(1, 2).reshape(b, nh, nw, ws, ws, attn.dh).transpose(2, 3)
+    out = out.reshape(b, ph, pw, attn.dh)[:, :h, :w]
+    return attn.proj(out)
+
+
+def _tinyvit_block(x: torch.Tensor, block) -> torch.Tensor:
+    """``TinyViTBlock`` on tokens ``(B, H, W, C)`` (eval mode: no dropout, no drop path)."""
+    x = x + _window_attention(x, block)
+    # (B, H, W, C) contiguous is a channels-last (B, C, H, W) map: no copy either way
+    x = conv_bn(x.permute(0, 3, 1, 2), block.local_conv).permute(0, 2, 3, 1)
+    mlp = block.mlp
+    return x + mlp.fc2(mlp.act(mlp.fc1(mlp.norm(x))))
+
+
+def fused_forward(encoder, x: torch.Tensor) -> torch.Tensor:
+    """:meth:`SAMTinyViT.plain_forward` in fused kernels (eval mode).
+
+    Args:
+        encoder (SAMTinyViT): the encoder whose weights to use.
+        x (Tensor): ``(B, C_in, S, S)`` normalized images.
+
+    Returns:
+        Tensor: ``(B, out_channels, S / 16, S / 16)`` (contiguous), equal to
+        ``encoder.plain_forward(x)`` within float rounding.
+    """
+    seq = encoder.patch_embed.seq
+    x = x.contiguous(memory_format=CHANNELS_LAST)
+    x = conv_bn(conv_bn(x, seq[0], gelu=True), seq[2])
+    conv_stage = encoder.stages[0]
+    for block in conv_stage.blocks:  # MBConv: expand, depthwise, project, residual
+        y = conv_bn(x, block.conv1, gelu=True)
+        y = conv_bn(y, block.conv2, gelu=True)
+        x = conv_bn(y, block.conv3, gelu=True, residual=x)
+    x = _patch_merging(x, conv_stage.downsample)
+    for stage in encoder.stages[1:]:
+        for block in stage.blocks:
+            x = _tinyvit_block(x, block)
+        if stage.downsample is not None:
+            x = _patch_merging(x.permute(0, 3, 1, 2), stage.downsample)
+    x = encoder.channel_reduction(x.permute(0, 3, 1, 2))
+    return x.contiguous()
