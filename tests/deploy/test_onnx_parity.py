@@ -9,6 +9,7 @@ from mmsam.deploy import ONNXPredictor, SAMOnnxDecoder, SAMOnnxEncoder
 from mmsam.deploy.export import decoder_dummy_inputs
 from mmsam.deploy.graph_spec import DECODER_INPUT_NAMES
 from mmsam.deploy.onnx_session import CheckedSession
+from mmsam.structures import get_preprocess_shape, upscale_mask_logits
 
 LOGIT_ATOL = 1e-3
 NEAR_THRESHOLD = 1e-3
@@ -164,3 +165,19 @@ def test_quantized_decoder_agrees_with_fp32(predictors, onnx_files, image):
     mean_iou = float(np.mean(ious))
     print(f'quantized vs fp32 decoder: mean mask IoU {mean_iou:.4f} over {len(ious)} masks')
     assert mean_iou >= 0.9
+
+
+@pytest.mark.parametrize('orig_hw', [(150, 220), (256, 256), (301, 97), (40, 700)])
+def test_graph_upscale_equals_the_model_upscale(sam_pair, orig_hw):
+    # one upscale rule: the graph computes the input size from orig_im_size in the graph,
+    # the model (SAM.postprocess_masks, the predictor) through upscale_mask_logits
+    model = sam_pair[1]
+    graph = SAMOnnxDecoder(model)
+    size = model.image_size
+    gen = torch.Generator().manual_seed(0)
+    low_res = torch.randn(3, 4, size // 4, size // 4, generator=gen) * 5
+    input_size = get_preprocess_shape(*orig_hw, size)
+    expected = upscale_mask_logits(low_res, size, input_size, orig_hw)
+    got = graph.upscale_masks(low_res, torch.tensor(orig_hw, dtype=torch.float32))
+    assert got.shape == expected.shape == (3, 4, *orig_hw)
+    assert (got - expected).abs().max().item() <= 1e-4

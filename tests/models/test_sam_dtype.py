@@ -71,14 +71,16 @@ def test_bf16_masks_agree_with_fp32(model, setting):
     assert np.mean(ious) >= 0.98, np.mean(ious)
 
 
-def test_backbone_autocast_option_returns_float32():
-    cfg = sam_model_cfg('tiny', img_size=256, window_size=4)['backbone']
-    cfg = dict(cfg, type='SAMImageEncoder', autocast_dtype='bf16')
-    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
-
-    backbone = PRETRAIN_MODELS.build(cfg).eval()
+def test_deprecated_backbone_autocast_option_moves_to_sam():
+    # autocast is set in one place (SAM); the encoder's former key still works, with a warning
+    cfg = sam_model_cfg('tiny', img_size=256, window_size=4)
+    cfg = dict(cfg, backbone=dict(cfg['backbone'], autocast_dtype='bf16'))
+    with pytest.warns(DeprecationWarning, match='backbone.autocast_dtype'):
+        model = MODELS.build(cfg).eval()
+    assert model.encoder_autocast_dtype == torch.bfloat16
+    assert model.decoder_autocast_dtype is None
     with torch.no_grad():
-        out = backbone(torch.randn(1, 3, 256, 256))
+        out = model.extract_feat(torch.randn(1, 3, 256, 256))
     assert out[0].dtype == torch.float32 and out[0].shape == (1, 256, 16, 16)
 
 

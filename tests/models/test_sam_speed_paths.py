@@ -1,18 +1,22 @@
-"""The fast paths of mmsam's SAM give the official numbers (fp32, same random weights).
+"""The speed paths of mmsam's SAM give the official numbers (fp32, same random weights).
 
-Covers the chunked relative-position attention of the encoder, the folded
-token attentions and shared image-side work of the mask decoder, the
-matrix-product upscaling and prompt chunking.
+Covers the chunked relative-position attention of the encoder (against mmpretrain's
+reference attention), the folded token attentions and shared image-side work of the
+mask decoder, the matrix-product upscaling and prompt chunking; the reference-shaped
+path (``fast_path=False``) is checked against the official code as well.
 """
 
 import pytest
 import torch
+from mmpretrain.models.backbones.vit_sam import Attention, TransformerEncoderLayer
 
+from mmsam.models.heads import mask_decoder_fast_path as fast
 from mmsam.models.layers import (
-    RelPosAttention,
     TokenAttention,
     TwoWayTransformer,
     decomposed_rel_pos_bias,
+    encoder_layer_forward,
+    rel_pos_attend,
 )
 from mmsam.testing import build_sam_pair
 
@@ -48,42 +52,36 @@ def test_rel_pos_bias_matches_official(q_size, k_size):
 
 
 @pytest.mark.parametrize('max_bias_elements', [2**30, 3 * 4 * 36 * 36, 4 * 36 * 36 - 1, 100])
-@pytest.mark.parametrize('heads_per_chunk', [None, 3])
-def test_rel_pos_attention_chunking_does_not_change_results(max_bias_elements, heads_per_chunk):
+def test_rel_pos_attention_chunking_does_not_change_results(max_bias_elements):
     torch.manual_seed(0)
-    ref = RelPosAttention(32, num_heads=4, use_rel_pos=True, input_size=(6, 6)).eval()
+    ref = Attention(32, num_heads=4, use_rel_pos=True, input_size=(6, 6)).eval()
     with torch.no_grad():
         ref.rel_pos_h.normal_(0, 0.5)
         ref.rel_pos_w.normal_(0, 0.5)
-    fast = RelPosAttention(
-        32,
-        num_heads=4,
-        use_rel_pos=True,
-        input_size=(6, 6),
-        heads_per_chunk=heads_per_chunk,
-        max_bias_elements=max_bias_elements,
-    ).eval()
-    fast.load_state_dict(ref.state_dict())
     x = torch.randn(5, 6, 6, 32)
     with torch.no_grad():
-        expected = ref(x)
-        # bias built in one piece and added to explicit attention logits
-        b = x.shape[0]
-        qkv = ref.qkv(x).reshape(b, 36, 3, 4, 8).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        bias = decomposed_rel_pos_bias(
-            q.reshape(b * 4, 36, 8), ref.rel_pos_h, ref.rel_pos_w, (6, 6), (6, 6)
-        ).view(b, 4, 36, 36)
-        attn = (q @ k.transpose(-1, -2) * ref.scale + bias).softmax(-1)
-        manual = ref.proj((attn @ v).transpose(1, 2).reshape(b, 6, 6, 32))
-        got = fast(x)
-    assert _maxdiff(expected, manual) <= TOL
+        expected = ref(x)  # mmpretrain's (the official) attention
+        got = ref.proj(rel_pos_attend(ref, x, max_bias_elements))
     assert _maxdiff(got, expected) <= TOL
 
 
+@pytest.mark.parametrize('window_size', [0, 4])
+def test_encoder_layer_speed_path_equals_mmpretrain_layer(window_size):
+    torch.manual_seed(0)
+    layer = TransformerEncoderLayer(
+        32, 4, 64, use_rel_pos=True, window_size=window_size, input_size=(6, 7)
+    ).eval()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        x = torch.randn(2, 6, 7, 32)
+        assert _maxdiff(encoder_layer_forward(layer, x, max_bias_elements=50), layer(x)) <= TOL
+
+
 def test_rel_pos_attention_rejects_bad_budget():
+    attn = Attention(32, num_heads=4)
     with pytest.raises(ValueError, match='max_bias_elements'):
-        RelPosAttention(32, num_heads=4, max_bias_elements=0)
+        rel_pos_attend(attn, torch.zeros(1, 2, 2, 32), max_bias_elements=0)
 
 
 def _token_attention(seed: int = 0) -> TokenAttention:
@@ -105,9 +103,8 @@ def test_folded_image_to_token_attention(shared_queries):
     residual = torch.randn(b, n_img, 64)
     with torch.no_grad():
         ref = attn(image.expand(b, -1, -1), tokens, values)
-        assert _maxdiff(attn(image, tokens, values), ref) <= TOL
-        assert _maxdiff(attn.forward_few_keys(image, tokens, values), ref) <= TOL
-        got = attn.forward_few_keys(image, tokens, values, residual=residual)
+        assert _maxdiff(fast.attend_few_keys(attn, image, tokens, values), ref) <= TOL
+        got = fast.attend_few_keys(attn, image, tokens, values, residual=residual)
     assert _maxdiff(got, residual + ref) <= TOL
 
 
@@ -120,22 +117,20 @@ def test_folded_token_to_image_attention(shared_keys):
     values = torch.randn(1 if shared_keys else b, n_img, 64)
     with torch.no_grad():
         ref = attn(tokens, keys.expand(b, -1, -1), values.expand(b, -1, -1))
-        assert _maxdiff(attn(tokens, keys, values), ref) <= TOL
-        assert _maxdiff(attn.forward_few_queries(tokens, keys, values), ref) <= TOL
+        assert _maxdiff(fast.attend_tokens_to_image(attn, tokens, keys, values), ref) <= TOL
+        assert _maxdiff(fast.attend_few_queries(attn, tokens, keys, values), ref) <= TOL
 
 
 def test_token_attention_cache_reuses_only_the_shared_side():
     attn = _token_attention(2)
     image = torch.randn(1, 40, 64)
-    cache = dict(shared='kv')
+    cache = {}
     with torch.no_grad():
         for b in (3, 1, 2):  # includes a batch of one token set: tokens are not cached
             tokens = torch.randn(b, 5, 64)
             ref = attn(tokens, image.expand(b, -1, -1), image.expand(b, -1, -1))
-            assert _maxdiff(attn(tokens, image, image, cache), ref) <= TOL
-        assert set(cache) == {'shared', 'k', 'v'}
-        with pytest.raises(ValueError, match='do not broadcast'):
-            attn(torch.randn(2, 5, 64), torch.randn(3, 40, 64), torch.randn(3, 40, 64))
+            assert _maxdiff(fast.attend_shared_keys(attn, tokens, image, image, cache), ref) <= TOL
+        assert set(cache) == {'k', 'v'}
 
 
 def test_transformer_shared_image_and_chunks_match_repeated_image():
@@ -146,9 +141,12 @@ def test_transformer_shared_image_and_chunks_match_repeated_image():
     tokens = torch.randn(5, 7, 64)
     with torch.no_grad():
         ref_q, ref_k = transformer(image.expand(5, -1, -1, -1), pe.expand(5, -1, -1, -1), tokens)
-        q, k = transformer(image, pe, tokens)
+        q, k = fast.transformer_forward(transformer, image, pe, tokens)
         cache = {}
-        parts = [transformer(image, pe, tokens[s : s + 2], cache) for s in range(0, 5, 2)]
+        parts = [
+            fast.transformer_forward(transformer, image, pe, tokens[s : s + 2], cache)
+            for s in range(0, 5, 2)
+        ]
     assert _maxdiff(q, ref_q) <= TOL and _maxdiff(k, ref_k) <= TOL
     assert _maxdiff(torch.cat([p[0] for p in parts]), ref_q) <= TOL
     assert _maxdiff(torch.cat([p[1] for p in parts]), ref_k) <= TOL
@@ -175,6 +173,7 @@ def _official_decode(official, emb, points, boxes, masks, multimask):
     )
 
 
+@pytest.mark.parametrize('fast_path', [True, False])
 @pytest.mark.parametrize(
     'kinds,n,chunk,multimask',
     [
@@ -186,7 +185,7 @@ def _official_decode(official, emb, points, boxes, masks, multimask):
         (('points',), 1, 4, False),
     ],
 )
-def test_batched_decoder_matches_official(pair, kinds, n, chunk, multimask):
+def test_batched_decoder_matches_official(pair, kinds, n, chunk, multimask, fast_path):
     official, ours = pair
     torch.manual_seed(n)
     emb = torch.randn(1, 256, 16, 16)
@@ -194,13 +193,15 @@ def test_batched_decoder_matches_official(pair, kinds, n, chunk, multimask):
     points = points if 'points' in kinds else None
     boxes = boxes if 'boxes' in kinds else None
     masks = masks if 'masks' in kinds else None
-    ours.mask_decoder.prompts_per_chunk = chunk
+    ours.test_cfg['prompts_per_batch'] = chunk
+    ours.set_speed_options(fast_path=fast_path)
     try:
         with torch.no_grad():
             ref_logits, ref_iou = _official_decode(official, emb, points, boxes, masks, multimask)
             logits, iou = ours.predict_prompts(emb, points, boxes, masks, multimask)
     finally:
-        ours.mask_decoder.prompts_per_chunk = None
+        ours.test_cfg['prompts_per_batch'] = None
+        ours.set_speed_options(fast_path=True)
     assert logits.shape == ref_logits.shape == (n, 3 if multimask else 1, 64, 64)
     assert ref_logits.std() > 0.1
     assert _maxdiff(logits, ref_logits) <= TOL
@@ -217,8 +218,26 @@ def test_matmul_upscaling_equals_transposed_convolutions(pair):
         feats = src.transpose(1, 2).reshape(3, 256, 16, 16)
         upscaled = decoder.output_upscaling(feats)
         ref = (hyper_in @ upscaled.flatten(2)).view(3, 4, 64, 64)
-        got = decoder.upscale_masks(src, (16, 16), hyper_in)
+        assert fast.can_upscale_as_matmul(decoder.output_upscaling)
+        got = fast.upscale_as_matmul(decoder.output_upscaling, src, (16, 16), hyper_in)
         ref_shared = (hyper_in @ upscaled[:1].flatten(2)).view(3, 4, 64, 64)
-        shared = decoder.upscale_masks(src[:1], (16, 16), hyper_in)
+        shared = fast.upscale_as_matmul(decoder.output_upscaling, src[:1], (16, 16), hyper_in)
     assert _maxdiff(got, ref) <= TOL
     assert _maxdiff(shared, ref_shared) <= TOL
+
+
+def test_image_encoder_paths_match_official(pair):
+    official, ours = pair
+    torch.manual_seed(5)
+    image = torch.randn(2, 3, 256, 256)
+    with torch.no_grad():
+        ref = official.image_encoder(image)
+        got = {}
+        for fast_path in (True, False):
+            ours.set_speed_options(fast_path=fast_path)
+            got[fast_path] = ours.extract_feat(image)[0]
+        ours.set_speed_options(fast_path=True)
+    assert ours.backbone.fast_path and ours.mask_decoder.fast_path
+    assert ref.std() > 0.1
+    assert _maxdiff(got[True], ref) <= TOL
+    assert _maxdiff(got[False], ref) <= TOL

@@ -9,6 +9,7 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 from ...structures.boxes import masks_to_boxes
+from ...structures.mask_postprocess import select_best_candidate
 from ...structures.transforms import apply_coords
 from .sam import SAM
 
@@ -150,18 +151,19 @@ class InteractiveSAM(SAM):
                 embedding, points=points, mask_inputs=mask_inputs
             )
             all_masks = self.upscale_masks(low_res, multi, img_shape, ori_shape)
-            best = iou.argmax(dim=1)
-            rows = torch.arange(len(sel), device=device)
             out_ious = mask_iou(all_masks, gt_masks[sel][:, None]).cpu()  # (n_active, C)
-            ious[active, k] = out_ious[rows.cpu(), best.cpu()]
+            best, best_scores, best_masks, best_logits = select_best_candidate(
+                iou, all_masks, low_res
+            )
+            ious[active, k] = out_ious[torch.arange(len(sel)), best.cpu()]
             oracle[active, k] = out_ious.max(dim=1).values
-            res.masks[sel] = all_masks[rows, best]
-            res.scores[sel] = iou[rows, best]
+            res.masks[sel] = best_masks
+            res.scores[sel] = best_scores
             res.multimask_masks[sel] = all_masks
             res.multimask_scores[sel] = iou
             res.mask_logits[sel] = low_res
             res.multimask_output[sel] = multi
-            chosen_logits[sel] = low_res[rows, best][:, None]  # fed back next round
+            chosen_logits[sel] = best_logits[:, None]  # fed back next round
         return self._finish(res, gt, ious, oracle, coords, labels)
 
     @staticmethod

@@ -1,5 +1,6 @@
 """The assembled Segment Anything model as an mmdet detector."""
 
+import warnings
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -11,7 +12,7 @@ from mmengine.structures import InstanceData
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
 from ...structures.boxes import masks_to_boxes
-from ...structures.mask_postprocess import upscale_mask_logits
+from ...structures.mask_postprocess import select_best_candidate, upscale_mask_logits
 from ...structures.transforms import apply_boxes, apply_coords
 from ...utils.checkpoint_keys import KeyMapError, detect_layout, to_mmsam_layout
 from ..utils import autocast_context, compile_module, parse_autocast_dtype
@@ -31,8 +32,11 @@ class SAM(BaseDetector):
         data_preprocessor (dict, optional): Config of :class:`SAMDataPreprocessor`.
         mask_threshold (float): Logit threshold of the binary masks. Defaults to 0.0.
         test_cfg (dict, optional): ``multimask_output`` and ``prompts_per_batch``
-            (int or None: prompts per decoder call, to bound memory; results do not
-            depend on it; default None = all at once). ``multimask_output`` chooses
+            (int or None: the one prompt-chunk setting, at most this many prompts
+            through the mask decoder's transformer and upscaling at a time, to bound
+            memory; the decoder's speed path takes fewer when their features exceed
+            about ``2 ** 22`` values; results do not depend on it; default None).
+            ``multimask_output`` chooses
             which prompts get the three multimask outputs (the returned mask is the
             one with the highest predicted IoU) and which get the single output
             (the decoder's output token 0, the "fourth" mask of the SAM paper, as
@@ -48,12 +52,18 @@ class SAM(BaseDetector):
             * ``True``: three outputs for every prompt (best by predicted IoU).
             * ``False``: the single output for every prompt.
         autocast_dtype (str | torch.dtype | dict, optional): Mixed precision for
-            inference: ``'bfloat16'`` (CPU or CUDA) or ``'float16'`` (CUDA only), for
-            both the image encoder and the mask decoder, or a dict
-            ``dict(encoder=..., decoder=...)``. Outputs stay float32. Changes results
-            slightly. Defaults to None (float32).
+            inference, the one place it is set: ``'bfloat16'`` (CPU or CUDA) or
+            ``'float16'`` (CUDA only), for both the image encoder and the mask decoder,
+            or a dict ``dict(encoder=..., decoder=...)``. Outputs stay float32. Changes
+            results slightly. Defaults to None (float32). (The image encoder's former
+            ``backbone.autocast_dtype`` is still read, with a deprecation warning.)
         compile (bool | dict): Run the image encoder through ``torch.compile``
             (a dict gives its keyword arguments). Defaults to False.
+        fast_path (bool, optional): The one switch between the speed paths
+            (:mod:`mmsam.models.layers.rel_pos_attention`,
+            :mod:`mmsam.models.heads.mask_decoder_fast_path`) and the reference-shaped
+            modules, for the image encoder and the mask decoder together; same results.
+            None keeps the modules' own setting (True). Defaults to None.
         init_cfg (dict, optional): Initialization config.
     """
 
@@ -68,6 +78,7 @@ class SAM(BaseDetector):
         train_cfg: Optional[dict] = None,
         autocast_dtype: Union[None, str, torch.dtype, dict] = None,
         compile: Union[bool, dict] = False,
+        fast_path: Optional[bool] = None,
         init_cfg: Optional[dict] = None,
     ) -> None:
         if data_preprocessor is None:
@@ -76,6 +87,17 @@ class SAM(BaseDetector):
             # built from mmdet's registry, whatever the current default scope is
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        backbone = dict(backbone)
+        if 'autocast_dtype' in backbone:
+            legacy = backbone.pop('autocast_dtype')
+            warnings.warn(
+                'backbone.autocast_dtype is deprecated: set autocast_dtype on SAM '
+                f'(autocast_dtype=dict(encoder={legacy!r})); used for the encoder now',
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if autocast_dtype is None:
+                autocast_dtype = dict(encoder=legacy)
         self.backbone = self._build_backbone(backbone)
         self.prompt_encoder = MODELS.build(prompt_encoder)
         self.mask_decoder = MODELS.build(mask_decoder)
@@ -85,7 +107,7 @@ class SAM(BaseDetector):
         self.multimask_mode()  # refuse a bad value when the model is built
         self.train_cfg = train_cfg
         self.image_size = int(getattr(self.backbone, 'img_size', 1024))
-        self.set_speed_options(autocast_dtype=autocast_dtype, compile=compile)
+        self.set_speed_options(autocast_dtype=autocast_dtype, compile=compile, fast_path=fast_path)
         # official / Hugging Face state dicts load directly: keys are mapped
         self._register_load_state_dict_pre_hook(self._convert_foreign_layout)
         preprocessor_size = getattr(self.data_preprocessor, 'image_size', self.image_size)
@@ -138,14 +160,21 @@ class SAM(BaseDetector):
         self,
         autocast_dtype: Union[None, str, torch.dtype, dict] = None,
         compile: Union[bool, dict] = False,
+        fast_path: Optional[bool] = None,
     ) -> None:
-        """Choose mixed precision and compilation (see the class arguments).
+        """Choose mixed precision, compilation and the speed paths (see the class).
 
         Args:
             autocast_dtype (str | torch.dtype | dict, optional): ``None``/``'float32'``,
                 ``'bfloat16'``, ``'float16'``, or ``dict(encoder=..., decoder=...)``.
             compile (bool | dict): ``torch.compile`` the image encoder.
+            fast_path (bool, optional): Speed paths (True) or the reference-shaped
+                modules (False) in the encoder and the decoder; None leaves them.
         """
+        if fast_path is not None:
+            for module in (self.backbone, self.mask_decoder):
+                if hasattr(module, 'fast_path'):
+                    module.fast_path = bool(fast_path)
         if isinstance(autocast_dtype, dict):
             unknown = set(autocast_dtype) - {'encoder', 'decoder'}
             if unknown:
@@ -212,17 +241,20 @@ class SAM(BaseDetector):
                 'image_embeddings must have shape (1, C, h, w) (one image), got '
                 f'{tuple(image_embeddings.shape)}'
             )
-        n = self.prompt_encoder._check_inputs(points, boxes, mask_inputs)
-        chunk = self.test_cfg.get('prompts_per_batch') or n
-        if n <= chunk:
-            return self._decode(image_embeddings, points, boxes, mask_inputs, multimask_output)
-        logits, ious = [], []
-        for s in range(0, n, chunk):
-            part = self._take(slice(s, s + chunk), points, boxes, mask_inputs)
-            out = self._decode(image_embeddings, *part, multimask_output)
-            logits.append(out[0])
-            ious.append(out[1])
-        return torch.cat(logits), torch.cat(ious)
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
+        dtype = self.decoder_autocast_dtype
+        with autocast_context(image_embeddings.device, dtype):
+            logits, ious = self.mask_decoder(
+                image_embeddings=image_embeddings,
+                image_pe=self.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+                prompts_per_chunk=self.test_cfg.get('prompts_per_batch'),
+            )
+        if dtype is not None:
+            logits, ious = logits.float(), ious.float()
+        return logits, ious
 
     def multimask_mode(self) -> Union[str, bool]:
         """``test_cfg['multimask_output']``, checked: ``'auto'``, ``True`` or ``False``."""
@@ -249,19 +281,8 @@ class SAM(BaseDetector):
         n: int,
         device=None,
     ) -> torch.Tensor:
-        """Which of ``N`` prompts are decoded with the multimask outputs (see ``test_cfg``).
-
-        Args:
-            points (tuple[Tensor, Tensor], optional): coords ``(N, P, 2)`` and labels
-                ``(N, P)`` (-1: padding).
-            boxes (Tensor, optional): ``(N, 4)``.
-            mask_inputs (Tensor, optional): ``(N, 1, 4E, 4E)``.
-            n (int): The number of prompts.
-            device (torch.device, optional): Of the result.
-
-        Returns:
-            Tensor: ``(N,)`` bool.
-        """
+        """Which of ``N`` prompts are decoded with the multimask outputs (see ``test_cfg``):
+        ``(N,)`` bool; the arguments are those of :meth:`ambiguous_prompts`."""
         mode = self.multimask_mode()
         if mode != 'auto':
             return torch.full((n,), bool(mode), dtype=torch.bool, device=device)
@@ -385,21 +406,6 @@ class SAM(BaseDetector):
             None if boxes is None else boxes[index],
             None if mask_inputs is None else mask_inputs[index],
         )
-
-    def _decode(self, image_embeddings, points, boxes, mask_inputs, multimask_output):
-        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
-        dtype = self.decoder_autocast_dtype
-        with autocast_context(image_embeddings.device, dtype):
-            logits, ious = self.mask_decoder(
-                image_embeddings=image_embeddings,
-                image_pe=self.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask_output,
-            )
-        if dtype is not None:
-            logits, ious = logits.float(), ious.float()
-        return logits, ious
 
     def postprocess_masks(
         self,
@@ -535,11 +541,8 @@ class SAM(BaseDetector):
             return results
         low_res, iou, multi = self.decode_prompts(embedding, points, boxes, mask_inputs)
         all_masks = self.upscale_masks(low_res, multi, img_shape, ori_shape)
-        best = iou.argmax(dim=1)
-        index = torch.arange(len(best), device=device)
-        masks = all_masks[index, best]
+        _, results.scores, masks = select_best_candidate(iou, all_masks)
         results.masks = masks
-        results.scores = iou[index, best]
         if gt is not None and 'labels' in gt and len(gt.labels) == len(masks):
             results.labels = torch.as_tensor(gt.labels, device=device).long()
         else:

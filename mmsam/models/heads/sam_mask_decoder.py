@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 
 from ..layers import LayerNorm2d, TwoWayTransformer
+from . import mask_decoder_fast_path as fast_path
 
 
 class MLP(nn.Module):
@@ -62,11 +63,11 @@ class SAMMaskDecoder(nn.Module):
         act_layer (type): Activation of the upscaling. Defaults to ``nn.GELU``.
         iou_head_depth (int): Layers of the IoU head. Defaults to 3.
         iou_head_hidden_dims (int): Hidden channels of the IoU head. Defaults to 256.
-        prompts_per_chunk (int, optional): Prompts run through the transformer and the
-            upscaling at a time, after the shared image-side work is done once; keeps
-            the per-prompt features small enough for the CPU caches. Results do not
-            depend on it. None picks it from the feature size (about
-            ``2 ** 22`` feature values a chunk: 4 prompts at 64x64x256). Defaults to None.
+        fast_path (bool): Run :meth:`predict_masks` through
+            :mod:`mmsam.models.heads.mask_decoder_fast_path` (image shared by the
+            prompts, folded few-token attention, prompt chunks, matrix-product
+            upscaling; same results, same parameters) instead of the reference-shaped
+            modules. Defaults to True.
     """
 
     def __init__(
@@ -77,10 +78,10 @@ class SAMMaskDecoder(nn.Module):
         act_layer: type = nn.GELU,
         iou_head_depth: int = 3,
         iou_head_hidden_dims: int = 256,
-        prompts_per_chunk: Optional[int] = None,
+        fast_path: bool = True,
     ) -> None:
         super().__init__()
-        self.prompts_per_chunk = prompts_per_chunk
+        self.fast_path = bool(fast_path)
         transformer_cfg = dict(depth=2, embed_dims=transformer_dims, num_heads=8, mlp_dims=2048)
         transformer_cfg.update(transformer or {})
         transformer_cfg.pop('type', None)
@@ -92,7 +93,7 @@ class SAMMaskDecoder(nn.Module):
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dims)
         self.output_upscaling = nn.Sequential(
             nn.ConvTranspose2d(transformer_dims, transformer_dims // 4, kernel_size=2, stride=2),
-            LayerNorm2d(transformer_dims // 4),
+            LayerNorm2d(transformer_dims // 4, eps=1e-6),
             act_layer(),
             nn.ConvTranspose2d(
                 transformer_dims // 4, transformer_dims // 8, kernel_size=2, stride=2
@@ -107,77 +108,20 @@ class SAMMaskDecoder(nn.Module):
             transformer_dims, iou_head_hidden_dims, self.num_mask_tokens, iou_head_depth
         )
 
-    @staticmethod
-    def _shared(x: torch.Tensor) -> torch.Tensor:
-        """``x[:1]`` when every batch item of ``x`` is the same memory (a stride-0 batch)."""
-        if x.shape[0] > 1 and x.stride(0) == 0:
-            return x[:1]
-        return x
-
-    def _upscale_weights(self):
-        """The two transposed convolutions as ``(in, 4 * out)`` matrices, ``(i, j, out)`` order."""
-        up1, norm, _, up2, _ = self.output_upscaling
-        mats = []
-        for conv in (up1, up2):
-            weight = conv.weight  # (in, out, 2, 2)
-            mat = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
-            bias = conv.bias.repeat(4) if conv.bias is not None else None
-            mats.append((mat, bias))
-        return mats, norm
-
-    def _can_upscale_as_matmul(self) -> bool:
-        up1, norm, _, up2, _ = self.output_upscaling
-        return (
-            all(
-                type(conv) is nn.ConvTranspose2d
-                and conv.kernel_size == (2, 2)
-                and conv.stride == (2, 2)
-                and conv.padding == (0, 0)
-                and conv.output_padding == (0, 0)
-                and conv.groups == 1
-                and conv.dilation == (1, 1)
-                for conv in (up1, up2)
-            )
-            and type(norm) is LayerNorm2d
-        )
-
-    def upscale_masks(
-        self, src: torch.Tensor, size: Tuple[int, int], hyper_in: torch.Tensor
-    ) -> torch.Tensor:
-        """Upscale image features 4x and apply each mask token's linear classifier.
-
-        The two stride-2 transposed convolutions are run as matrix products on
-        channels-last features (their output pixels never overlap), followed by the
-        channel LayerNorm and the activations; the pixel order is restored only on
-        the ``T`` output channels.
+    def hypernetwork_weights(self, hs: torch.Tensor) -> torch.Tensor:
+        """Each mask token's per-pixel linear classifier.
 
         Args:
-            src (Tensor): Image features ``(B, h * w, C)``, ``B`` is 1 or ``N``.
-            size (tuple[int, int]): ``(h, w)``.
-            hyper_in (Tensor): Per-token classifiers ``(N, T, C / 8)``.
+            hs (Tensor): Transformer tokens ``(N, T', C)`` (IoU token, mask tokens, ...).
 
         Returns:
-            Tensor: Mask logits ``(N, T, 4h, 4w)``.
+            Tensor: ``(N, num_mask_tokens, C / 8)``.
         """
-        h, w = size
-        n, t, _ = hyper_in.shape
-        if not self._can_upscale_as_matmul():
-            feats = src.transpose(1, 2).reshape(src.shape[0], -1, h, w)
-            upscaled = self.output_upscaling(feats)  # (B, C / 8, 4h, 4w)
-            b, c, uh, uw = upscaled.shape
-            return (hyper_in @ upscaled.view(b, c, uh * uw)).view(n, t, uh, uw)
-        ((mat1, bias1), (mat2, bias2)), norm = self._upscale_weights()
-        act1, act2 = self.output_upscaling[2], self.output_upscaling[4]
-        c1 = mat1.shape[1] // 4
-        rows = src.reshape(-1, src.shape[-1])
-        x = rows @ mat1 if bias1 is None else torch.addmm(bias1, rows, mat1)
-        x = act1(F.layer_norm(x.view(-1, c1), (c1,), norm.weight, norm.bias, norm.eps))
-        x = x @ mat2 if bias2 is None else torch.addmm(bias2, x, mat2)
-        x = act2(x).view(src.shape[0], h * w * 16, -1)  # pixels (y, x, i, j, k, l)
-        logits = x @ hyper_in.transpose(1, 2)  # (N, h * w * 16, T)
-        # (N, y, x, i, j, k, l, T) -> (N, T, y, i, k, x, j, l): pixel (4y+2i+k, 4x+2j+l)
-        logits = logits.view(n, h, w, 2, 2, 2, 2, t).permute(0, 7, 1, 3, 5, 2, 4, 6)
-        return logits.reshape(n, t, 4 * h, 4 * w)
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        return torch.stack(
+            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
+        )
 
     def predict_masks(
         self,
@@ -185,15 +129,13 @@ class SAMMaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
+        prompts_per_chunk: Optional[int] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Predict all ``num_mask_tokens`` masks for every prompt.
 
-        The image is not repeated per prompt: when the image embedding and the
-        dense prompt embedding are shared (batch 1, or an expanded view such as the
-        "no mask" embedding), the image-side work of the first transformer block is
-        done once for all prompts. Prompts then go through the rest in chunks of
-        ``prompts_per_chunk`` (which keeps the per-prompt features in cache). Results
-        equal the official per-prompt repetition and do not depend on the chunking.
+        The reference path (``fast_path=False``) is the official one: the image is
+        repeated per prompt and goes through the transformer and the upscaling with
+        it. The speed path (:mod:`.mask_decoder_fast_path`) gives the same results.
 
         Args:
             image_embeddings (Tensor): ``(1, C, h, w)`` shared by all prompts, or
@@ -202,51 +144,45 @@ class SAMMaskDecoder(nn.Module):
             sparse_prompt_embeddings (Tensor): ``(N, K, C)``.
             dense_prompt_embeddings (Tensor): ``(N, C, h, w)`` (may be an expanded view)
                 or ``(1, C, h, w)``.
+            prompts_per_chunk (int, optional): Speed path only: at most this many
+                prompts through the transformer at a time (fewer when their features
+                exceed about ``2 ** 22`` values). Results do not depend on it.
 
         Returns:
             tuple[Tensor, Tensor]: logits ``(N, T, 4h, 4w)`` and IoU predictions
             ``(N, T)``, ``T = num_mask_tokens``.
         """
         n = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        tokens = torch.cat(
-            [
-                output_tokens.to(sparse_prompt_embeddings.dtype).unsqueeze(0).expand(n, -1, -1),
-                sparse_prompt_embeddings,
-            ],
-            dim=1,
-        )
-        image_embeddings = self._shared(image_embeddings)
-        dense = self._shared(dense_prompt_embeddings)
-        for name, x in (('image_embeddings', image_embeddings), ('dense_prompt_embeddings', dense)):
+        for name, x in (
+            ('image_embeddings', image_embeddings),
+            ('dense_prompt_embeddings', dense_prompt_embeddings),
+        ):
             if x.shape[0] not in (1, n):
                 raise ValueError(
                     f'{name} must have batch 1 or {n} (one per prompt), got {x.shape[0]}'
                 )
-        src = image_embeddings + dense  # (1 or N, C, h, w)
-        h, w = src.shape[-2:]
-        image_pe = self._shared(image_pe)
-        step = self.prompts_per_chunk or max(1, 2**22 // (h * w * src.shape[1]))
-        cache = {} if src.shape[0] == 1 else None
-        masks, ious = [], []
-        for start in range(0, n, step):
-            part = slice(start, min(start + step, n))
-            hs, feats = self.transformer(
-                src if cache is not None else src[part], image_pe, tokens[part], cache
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.to(sparse_prompt_embeddings.dtype)
+        output_tokens = output_tokens.unsqueeze(0).expand(n, -1, -1)
+        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+        if self.fast_path:
+            return fast_path.predict_masks(
+                self,
+                tokens,
+                image_embeddings,
+                image_pe,
+                dense_prompt_embeddings,
+                prompts_per_chunk,
             )
-            mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-            hyper_in = torch.stack(
-                [
-                    mlp(mask_tokens_out[:, i])
-                    for i, mlp in enumerate(self.output_hypernetworks_mlps)
-                ],
-                dim=1,
-            )  # (chunk, T, C / 8)
-            masks.append(self.upscale_masks(feats, (h, w), hyper_in))
-            ious.append(self.iou_prediction_head(hs[:, 0, :]))
-        if len(masks) == 1:
-            return masks[0], ious[0]
-        return torch.cat(masks), torch.cat(ious)
+        # the image repeated per prompt, as the official decoder does
+        src = image_embeddings.expand(n, -1, -1, -1) + dense_prompt_embeddings
+        pos_src = image_pe.expand(n, -1, -1, -1)
+        b, c, h, w = src.shape
+        hs, src = self.transformer(src, pos_src, tokens)
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        b, c, h, w = upscaled.shape
+        masks = (self.hypernetwork_weights(hs) @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+        return masks, self.iou_prediction_head(hs[:, 0, :])
 
     def forward(
         self,
@@ -255,6 +191,7 @@ class SAMMaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool = True,
+        prompts_per_chunk: Optional[int] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Predict masks, keeping the multimask outputs or the single-mask output.
 
@@ -266,7 +203,11 @@ class SAMMaskDecoder(nn.Module):
             ``(N, C)``, ``C = num_multimask_outputs`` or 1.
         """
         masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            prompts_per_chunk,
         )
         keep = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, keep], iou_pred[:, keep]

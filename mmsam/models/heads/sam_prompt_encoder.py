@@ -52,10 +52,10 @@ class SAMPromptEncoder(nn.Module):
         self.mask_input_size = (4 * self.image_embedding_size[0], 4 * self.image_embedding_size[1])
         self.mask_downscaling = nn.Sequential(
             nn.Conv2d(1, mask_in_channels // 4, kernel_size=2, stride=2),
-            LayerNorm2d(mask_in_channels // 4),
+            LayerNorm2d(mask_in_channels // 4, eps=1e-6),
             act_layer(),
             nn.Conv2d(mask_in_channels // 4, mask_in_channels, kernel_size=2, stride=2),
-            LayerNorm2d(mask_in_channels),
+            LayerNorm2d(mask_in_channels, eps=1e-6),
             act_layer(),
             nn.Conv2d(mask_in_channels, embed_dims, kernel_size=1),
         )

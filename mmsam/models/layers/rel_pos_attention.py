@@ -1,9 +1,12 @@
-"""Multi-head self-attention with decomposed relative positions (MViTv2 style).
+"""The image encoder's speed path: attention with decomposed relative positions.
 
-This is the attention of SAM's image encoder. The relative-position terms are
-added to the attention logits as a bias, and the attention itself runs through
-:func:`torch.nn.functional.scaled_dot_product_attention`, so no softmax matrix is
-kept around beyond what the fused kernel needs.
+mmpretrain's ``ViTSAM`` attention (the official one) builds the full attention matrix
+and adds the relative-position terms to it. Here the relative-position terms are
+added to the attention logits as a bias and the attention runs through
+:func:`torch.nn.functional.scaled_dot_product_attention`, the bias built in chunks of
+at most ``max_bias_elements`` values, so no softmax matrix is kept around beyond what
+the fused kernel needs. The functions use the parameters of mmpretrain's ``Attention``
+(``qkv``, ``proj``, ``rel_pos_h``, ``rel_pos_w``): no module of their own.
 """
 
 from typing import List, Optional, Tuple
@@ -11,47 +14,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-
-def resize_rel_pos(rel_pos: torch.Tensor, length: int) -> torch.Tensor:
-    """Linearly resample a relative-position table to ``length`` entries.
-
-    Args:
-        rel_pos (Tensor): Table of shape ``(L, C)``.
-        length (int): Number of relative distances wanted, ``2 * size - 1``.
-
-    Returns:
-        Tensor: Table of shape ``(length, C)``; ``rel_pos`` itself when
-        ``L == length``.
-    """
-    if rel_pos.shape[0] == length:
-        return rel_pos
-    resized = F.interpolate(rel_pos.t().unsqueeze(0), size=length, mode='linear')
-    return resized.squeeze(0).t()
-
-
-def gather_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
-    """Look up the relative-position embedding of every (query, key) pair on one axis.
-
-    When query and key lengths differ, the shorter axis is stretched so both
-    span the same range (as in MViTv2 and the official SAM code).
-
-    Args:
-        q_size (int): Query length on this axis.
-        k_size (int): Key length on this axis.
-        rel_pos (Tensor): Table of shape ``(L, C)``; resampled to
-            ``2 * max(q_size, k_size) - 1`` entries when needed.
-
-    Returns:
-        Tensor: Embeddings of shape ``(q_size, k_size, C)``.
-    """
-    table = resize_rel_pos(rel_pos, 2 * max(q_size, k_size) - 1)
-    q_scale = max(k_size / q_size, 1.0)
-    k_scale = max(q_size / k_size, 1.0)
-    q_coords = torch.arange(q_size, device=table.device)[:, None] * q_scale
-    k_coords = torch.arange(k_size, device=table.device)[None, :] * k_scale
-    index = (q_coords - k_coords) + (k_size - 1) * k_scale
-    return table[index.long()]
+from mmpretrain.models.backbones.vit_sam import get_rel_pos, window_partition, window_unpartition
 
 
 def rel_pos_terms(
@@ -79,8 +42,8 @@ def rel_pos_terms(
     q_h, q_w = q_size
     k_h, k_w = k_size
     lead, c = q.shape[:-2], q.shape[-1]
-    table_h = gather_rel_pos(q_h, k_h, rel_pos_h).to(q.dtype)  # (q_h, k_h, C)
-    table_w = gather_rel_pos(q_w, k_w, rel_pos_w).to(q.dtype)  # (q_w, k_w, C)
+    table_h = get_rel_pos(q_h, k_h, rel_pos_h).to(q.dtype)  # (q_h, k_h, C)
+    table_w = get_rel_pos(q_w, k_w, rel_pos_w).to(q.dtype)  # (q_w, k_w, C)
     q_grid = q.reshape(-1, q_h, q_w, c)
     rel_h = torch.einsum('bhwc,hkc->bhwk', q_grid, table_h)  # (B, q_h, q_w, k_h)
     rel_w = torch.einsum('bhwc,wkc->bhwk', q_grid, table_w)  # (B, q_h, q_w, k_w)
@@ -145,135 +108,103 @@ def decomposed_rel_pos_bias(
     return expand_rel_pos_bias(rel_h, rel_w)
 
 
-class RelPosAttention(nn.Module):
-    """Multi-head self-attention over a 2-D grid with decomposed relative positions.
+#: default bias budget: 128 MB in fp32
+MAX_BIAS_ELEMENTS = 2**25
 
-    The relative-position bias is built in chunks of at most ``max_bias_elements``
-    values (over images/windows first, then over queries), each passed to
-    :func:`torch.nn.functional.scaled_dot_product_attention` as its mask; results do
-    not depend on the chunking.
+
+def _chunks(b: int, n: int, length: int, budget: int) -> List[Tuple[slice, slice]]:
+    """(batch, query) slices whose bias holds at most ``budget`` values."""
+    per_item = n * length * length
+    if b * per_item <= budget:
+        return [(slice(0, b), slice(0, length))]
+    if per_item <= budget:
+        step = budget // per_item
+        return [(slice(i, i + step), slice(0, length)) for i in range(0, b, step)]
+    step = max(1, budget // (n * length))
+    step = -(-length // -(-length // step))  # equal chunks, no tiny remainder
+    return [(slice(i, i + 1), slice(j, j + step)) for i in range(b) for j in range(0, length, step)]
+
+
+def _attend_heads(
+    attn: nn.Module,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    hw: Tuple[int, int],
+    max_bias_elements: int,
+) -> torch.Tensor:
+    """Attention of ``(B, n, N, d)`` queries/keys/values (``n`` heads); same shape out."""
+    if not attn.use_rel_pos:
+        return F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+    b, n, length, d = q.shape
+    rel_h, rel_w = rel_pos_terms(q, attn.rel_pos_h, attn.rel_pos_w, hw, hw)
+    chunks = _chunks(b, n, length, max_bias_elements)
+    if len(chunks) == 1:
+        bias = expand_rel_pos_bias(rel_h, rel_w)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
+    out = q.new_empty(q.shape)
+    first_b, first_q = chunks[0]
+    buffer = q.new_empty(len(range(b)[first_b]) * n * len(range(length)[first_q]) * length)
+    for rows, queries in chunks:
+        bias_h, bias_w = rel_h[rows, :, queries], rel_w[rows, :, queries]
+        size = bias_h.numel() * bias_w.shape[-1]
+        bias = expand_rel_pos_bias(bias_h, bias_w, out=buffer[:size])
+        out[rows, :, queries] = F.scaled_dot_product_attention(
+            q[rows, :, queries], k[rows], v[rows], attn_mask=bias, scale=attn.scale
+        )
+    return out
+
+
+def rel_pos_attend(
+    attn: nn.Module, x: torch.Tensor, max_bias_elements: int = MAX_BIAS_ELEMENTS
+) -> torch.Tensor:
+    """mmpretrain's ``Attention.forward`` before its output projection, fused.
 
     Args:
-        embed_dims (int): Channels of the input and output.
-        num_heads (int): Number of attention heads. Defaults to 8.
-        qkv_bias (bool): Whether the qkv projection has a bias. Defaults to True.
-        use_rel_pos (bool): Whether to add relative-position terms. Defaults to False.
-        input_size (tuple[int, int], optional): Grid size the relative-position
-            tables are made for; required with ``use_rel_pos``.
-        heads_per_chunk (int, optional): When set, attention over grids larger
-            than 32x32 (the global blocks) runs this many heads at a time.
-            Results do not change. Defaults to None (all heads).
+        attn (nn.Module): mmpretrain's ``vit_sam.Attention`` (``qkv``, ``proj``,
+            ``num_heads``, ``scale``, ``use_rel_pos``, ``rel_pos_h``, ``rel_pos_w``).
+        x (Tensor): Tokens ``(B, H, W, C)``.
         max_bias_elements (int): Largest relative-position bias chunk, in elements.
-            Defaults to ``2 ** 25`` (128 MB in fp32).
+            Results do not depend on it.
+
+    Returns:
+        Tensor: Attended values ``(B, H, W, C)`` (heads concatenated);
+        ``attn(x) == attn.proj(rel_pos_attend(attn, x))`` up to float rounding. The
+        projection is per token, so a caller may crop padding before applying it.
     """
+    if max_bias_elements < 1:
+        raise ValueError(f'max_bias_elements must be positive, got {max_bias_elements}')
+    b, h, w, _ = x.shape
+    qkv = attn.qkv(x).reshape(b, h * w, 3, attn.num_heads, -1)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, H*W, d)
+    out = _attend_heads(attn, q, k, v, (h, w), int(max_bias_elements))
+    return out.transpose(1, 2).reshape(b, h, w, -1)
 
-    def __init__(
-        self,
-        embed_dims: int,
-        num_heads: int = 8,
-        qkv_bias: bool = True,
-        use_rel_pos: bool = False,
-        input_size: Optional[Tuple[int, int]] = None,
-        heads_per_chunk: Optional[int] = None,
-        max_bias_elements: int = 2**25,
-    ) -> None:
-        super().__init__()
-        if embed_dims % num_heads != 0:
-            raise ValueError(
-                f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})'
-            )
-        if max_bias_elements < 1:
-            raise ValueError(f'max_bias_elements must be positive, got {max_bias_elements}')
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
-        self.scale = self.head_dims**-0.5
-        self.heads_per_chunk = heads_per_chunk
-        self.max_bias_elements = int(max_bias_elements)
 
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
-        self.proj = nn.Linear(embed_dims, embed_dims)
+def encoder_layer_forward(
+    layer: nn.Module, x: torch.Tensor, max_bias_elements: int = MAX_BIAS_ELEMENTS
+) -> torch.Tensor:
+    """mmpretrain's ``vit_sam.TransformerEncoderLayer.forward`` with :func:`rel_pos_attend`.
 
-        self.use_rel_pos = use_rel_pos
-        if use_rel_pos:
-            if input_size is None:
-                raise ValueError('input_size is required when use_rel_pos=True')
-            self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, self.head_dims))
-            self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, self.head_dims))
+    Windowed layers apply the output projection after the windows are merged and
+    their padding dropped (it is per token).
 
-    def _chunks(self, b: int, n: int, length: int) -> List[Tuple[slice, slice]]:
-        """(batch, query) slices whose bias holds at most ``max_bias_elements`` values."""
-        per_item = n * length * length
-        if b * per_item <= self.max_bias_elements:
-            return [(slice(0, b), slice(0, length))]
-        if per_item <= self.max_bias_elements:
-            step = self.max_bias_elements // per_item
-            return [(slice(i, i + step), slice(0, length)) for i in range(0, b, step)]
-        step = max(1, self.max_bias_elements // (n * length))
-        step = -(-length // -(-length // step))  # equal chunks, no tiny remainder
-        return [
-            (slice(i, i + 1), slice(j, j + step)) for i in range(b) for j in range(0, length, step)
-        ]
+    Args:
+        layer (nn.Module): The layer whose modules are used.
+        x (Tensor): Tokens ``(B, H, W, C)``.
+        max_bias_elements (int): See :func:`rel_pos_attend`.
 
-    def _attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int]
-    ) -> torch.Tensor:
-        """Attention of ``(B, n, N, d)`` queries/keys/values (``n`` heads); same shape out."""
-        if not self.use_rel_pos:
-            return F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        b, n, length, d = q.shape
-        rel_h, rel_w = rel_pos_terms(q, self.rel_pos_h, self.rel_pos_w, hw, hw)
-        chunks = self._chunks(b, n, length)
-        if len(chunks) == 1:
-            bias = expand_rel_pos_bias(rel_h, rel_w)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        out = q.new_empty(q.shape)
-        first_b, first_q = chunks[0]
-        buffer = q.new_empty(len(range(b)[first_b]) * n * len(range(length)[first_q]) * length)
-        for rows, queries in chunks:
-            bias_h, bias_w = rel_h[rows, :, queries], rel_w[rows, :, queries]
-            size = bias_h.numel() * bias_w.shape[-1]
-            bias = expand_rel_pos_bias(bias_h, bias_w, out=buffer[:size])
-            out[rows, :, queries] = F.scaled_dot_product_attention(
-                q[rows, :, queries], k[rows], v[rows], attn_mask=bias, scale=self.scale
-            )
-        return out
-
-    def attend(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention before the output projection.
-
-        Args:
-            x (Tensor): Tokens of shape ``(B, H, W, C)``.
-
-        Returns:
-            Tensor: Attended values of shape ``(B, H, W, C)`` (heads concatenated);
-            :meth:`forward` is ``proj(attend(x))``. The projection is per token, so a
-            caller may crop padding before applying it.
-        """
-        b, h, w, _ = x.shape
-        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, self.head_dims)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, H*W, d)
-        chunk = self.heads_per_chunk
-        if chunk is not None and chunk < self.num_heads and h * w > 1024:
-            out = torch.cat(
-                [
-                    self._attend(
-                        q[:, i : i + chunk], k[:, i : i + chunk], v[:, i : i + chunk], (h, w)
-                    )
-                    for i in range(0, self.num_heads, chunk)
-                ],
-                dim=1,
-            )
-        else:
-            out = self._attend(q, k, v, (h, w))
-        return out.transpose(1, 2).reshape(b, h, w, -1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attend within the grid.
-
-        Args:
-            x (Tensor): Tokens of shape ``(B, H, W, C)``.
-
-        Returns:
-            Tensor: Tokens of shape ``(B, H, W, C)``.
-        """
-        return self.proj(self.attend(x))
+    Returns:
+        Tensor: ``(B, H, W, C)``.
+    """
+    shortcut = x
+    x = layer.ln1(x)
+    if layer.window_size > 0:
+        hw = (x.shape[1], x.shape[2])
+        x, padded_hw = window_partition(x, layer.window_size)
+        x = rel_pos_attend(layer.attn, x, max_bias_elements)
+        x = window_unpartition(x, layer.window_size, padded_hw, hw)
+    else:
+        x = rel_pos_attend(layer.attn, x, max_bias_elements)
+    x = shortcut + layer.attn.proj(x)
+    return layer.ffn(layer.ln2(x), identity=x)
