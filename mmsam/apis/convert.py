@@ -22,11 +22,22 @@ from ..utils.checkpoint_loader import prepare_state_dict
 from ..version import __version__
 from .model_zoo import arch_overrides, build_model, get_model_info
 
-#: metafile names of the full and headless models by encoder size
-FULL_MODEL_NAMES = {s: f'sam_vit-{s}-p16_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')}
-HEADLESS_MODEL_NAMES = {
-    s: f'vit-{s}-p16_sam-pre_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')
+#: metafile names of the full and headless models by encoder size (``tinyvit-*``: MobileSAM)
+FULL_MODEL_NAMES = {
+    **{s: f'sam_vit-{s}-p16_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')},
+    'tinyvit-5m': 'mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px',
 }
+HEADLESS_MODEL_NAMES = {
+    **{s: f'vit-{s}-p16_sam-pre_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')},
+    'tinyvit-5m': 'tinyvit-5m_mobile-sam-pre_3rdparty_sa1b-1024px',
+}
+
+
+def _zoo_key(arch_info: dict) -> str:
+    """The key of :data:`FULL_MODEL_NAMES` for an encoder (``'base'``, ``'tinyvit-5m'``)."""
+    if arch_info.get('encoder') == 'tinyvit':
+        return f'tinyvit-{arch_info["arch"]}'
+    return arch_info['arch']
 
 
 @dataclass
@@ -69,11 +80,21 @@ class ConversionReport:
         """A few human-readable lines."""
         s = self.arch_settings
         what = 'image encoder (mmpretrain ViTSAM layout)' if self.backbone_only else 'full SAM'
+        if 'channels' in s:  # MobileSAM's TinyViT
+            what = 'image encoder (SAMTinyViT)' if self.backbone_only else 'full MobileSAM'
+            model = (
+                f'model: {self.arch} TinyViT encoder: channels {s["channels"]}, depths '
+                f'{s["depths"]}, heads {s["num_heads"][1:]}, windows {s["window_sizes"][1:]}'
+            )
+        else:
+            model = (
+                f'model: {self.arch} ViT encoder: {s["embed_dims"]} wide, {s["num_layers"]} '
+                f'layers, {s["num_heads"]} heads, global attention in layers '
+                f'{s["global_attn_indexes"]}, {self.img_size}px, window {self.window_size}'
+            )
         lines = [
             f'source: {self.src} ({self.layout} layout, {self.num_source_keys} tensors)',
-            f'model: {self.arch} ViT encoder: {s["embed_dims"]} wide, {s["num_layers"]} layers, '
-            f'{s["num_heads"]} heads, global attention in layers {s["global_attn_indexes"]}, '
-            f'{self.img_size}px, window {self.window_size}',
+            model,
             f'wrote: {self.dst}: {what}, {self.num_written} tensors, '
             f'{self.num_parameters / 1e6:.2f}M parameters; all source keys used, '
             'all model keys filled',
@@ -95,8 +116,16 @@ class ConversionReport:
 def _target_state(arch_info: dict, backbone_only: bool) -> Dict[str, torch.Tensor]:
     """Keys and shapes of the model a converted checkpoint is for (built on ``meta``)."""
     names = HEADLESS_MODEL_NAMES if backbone_only else FULL_MODEL_NAMES
-    config = Config.fromfile(get_model_info(names['base'])['Config'])
-    config.merge_from_dict({'model': arch_overrides(arch_info, headless=backbone_only)})
+    if arch_info.get('encoder') == 'tinyvit':
+        config = Config.fromfile(get_model_info(names['tinyvit-5m'])['Config'])
+        if arch_info['arch'] != '5m':
+            arch = arch_info['arch']
+            if arch not in ('11m', '21m'):
+                arch = dict(_delete_=True, **arch_info['arch_settings'])
+            config.merge_from_dict({'model': dict(backbone=dict(arch=arch))})
+    else:
+        config = Config.fromfile(get_model_info(names['base'])['Config'])
+        config.merge_from_dict({'model': arch_overrides(arch_info, headless=backbone_only)})
     with torch.device('meta'):
         model = build_model(config)
     return model.state_dict()
@@ -148,7 +177,7 @@ def convert_checkpoint(
     )
     ignored = ignored + info['ignored']
     model_name = (HEADLESS_MODEL_NAMES if backbone_only else FULL_MODEL_NAMES).get(
-        arch_info['arch']
+        _zoo_key(arch_info)
     )
     meta = dict(
         arch=arch_info['arch'],

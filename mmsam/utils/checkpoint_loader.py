@@ -29,6 +29,8 @@ HEAD_PREFIXES = ('prompt_encoder.', 'mask_decoder.')
 
 def _describe(arch_info: dict) -> str:
     s = arch_info['arch_settings']
+    if arch_info.get('encoder') == 'tinyvit':
+        return f'TinyViT {arch_info["arch"]} (channels {s["channels"]})'
     name = arch_info['arch'] if arch_info['arch'] != 'custom' else 'custom ViT'
     return f'{name} ({s["embed_dims"]} wide, {s["num_layers"]} layers, {arch_info["img_size"]}px)'
 

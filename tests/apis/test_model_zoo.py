@@ -102,13 +102,14 @@ def _max_output_diff(official, model) -> float:
 
 def test_list_models_and_info():
     names = list_models()
-    assert len(names) == 6
+    assert len(names) == 8
+    assert list_models('mobile-sam') == ['mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px']
     assert list_models('sam_vit') == [
         'sam_vit-base-p16_3rdparty_sa1b-1024px',
         'sam_vit-huge-p16_3rdparty_sa1b-1024px',
         'sam_vit-large-p16_3rdparty_sa1b-1024px',
     ]
-    assert list_models('*sam-pre') == sorted(
+    assert list_models('vit-*sam-pre') == sorted(
         f'vit-{s}-p16_sam-pre_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')
     )
     assert mmsam.list_models is list_models and mmsam.get_model is get_model

@@ -50,13 +50,17 @@ def fold_conv_bn(module: ConvBN2d) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def _onednn_ops_apply(x: torch.Tensor) -> bool:
-    """Whether oneDNN's fused convolution ops can run ``x`` (float32 on the CPU, no autocast)."""
+    """Whether oneDNN's fused convolution ops can run ``x``: float32 on the CPU, eager
+    inference (no autocast, no gradients, not traced for ONNX or compiled)."""
     return (
         _ONEDNN_CONV is not None
         and x.device.type == 'cpu'
         and x.dtype == torch.float32
         and not torch.is_autocast_enabled('cpu')
         and not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.onnx.is_in_onnx_export()
+        and not torch.compiler.is_compiling()
     )
 
 
