@@ -5,13 +5,8 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..structures.transforms import (
-    apply_boxes,
-    apply_coords,
-    as_finite_float_array,
-    get_preprocess_shape,
-    image_to_rgb_uint8,
-)
+from ..structures.prompts import prepare_prompts
+from ..structures.transforms import get_preprocess_shape, image_to_rgb_uint8
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 
@@ -231,85 +226,29 @@ class SAMPredictor:
         return masks, scores, torch.zeros((0, c, *self.mask_input_size), **kwargs)
 
     def _prepare_prompts(self, point_coords, point_labels, box, mask_input):
-        """Validate numpy prompts and map them to input-frame tensors ``(N, ...)``."""
+        """Checked prompts (:func:`~mmsam.structures.prepare_prompts`) as input-frame
+        tensors ``(N, ...)`` on the model's device, and whether they were batched."""
+        prompts = prepare_prompts(
+            point_coords,
+            point_labels,
+            box,
+            mask_input,
+            original_size=self.original_size,
+            image_size=self.image_size,
+            mask_input_size=self.mask_input_size,
+        )
         device = self.device
-        sizes = {}
-        coords = labels = boxes = masks = None
-        if (point_coords is None) != (point_labels is None):
-            given, missing = (
-                ('point_coords', 'point_labels')
-                if point_labels is None
-                else ('point_labels', 'point_coords')
-            )
-            raise ValueError(f'{given} was given without {missing}; pass both or neither')
-        if point_coords is not None:
-            coords = as_finite_float_array(point_coords, 'point_coords')
-            labels = as_finite_float_array(point_labels, 'point_labels')
-            if coords.ndim not in (2, 3) or coords.shape[-1] != 2:
-                raise ValueError(
-                    'point_coords must have shape (P, 2) or (N, P, 2) as (x, y) pixels, '
-                    f'got {coords.shape}'
-                )
-            if labels.shape != coords.shape[:-1]:
-                raise ValueError(
-                    f'point_labels must have shape {coords.shape[:-1]} (one label per point), '
-                    f'got {labels.shape}'
-                )
-            if np.any(labels != np.round(labels)):
-                raise ValueError('point_labels must be integers (1 foreground, 0 background)')
-            if coords.ndim == 3:
-                sizes['point_coords'] = coords.shape[0]
-            else:
-                coords, labels = coords[None], labels[None]
-        if box is not None:
-            boxes = as_finite_float_array(box, 'box')
-            if boxes.ndim not in (1, 2) or boxes.shape[-1] != 4:
-                raise ValueError(f'box must have shape (4,) or (N, 4) as XYXY, got {boxes.shape}')
-            if boxes.ndim == 2:
-                sizes['box'] = boxes.shape[0]
-            else:
-                boxes = boxes[None]
-            bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise ValueError(
-                    f'box must be XYXY with x2 >= x1 and y2 >= y1; box {i} is {boxes[i].tolist()}'
-                )
-        if mask_input is not None:
-            masks = as_finite_float_array(mask_input, 'mask_input')
-            size = self.mask_input_size
-            if masks.ndim == 4 and masks.shape[1:] == (1, *size):
-                sizes['mask_input'] = masks.shape[0]
-            elif masks.shape == (1, *size):
-                masks = masks[None]
-            else:
-                raise ValueError(
-                    f'mask_input must have shape (1, {size[0]}, {size[1]}) or '
-                    f'(N, 1, {size[0]}, {size[1]}) (low-resolution logits from predict), '
-                    f'got {masks.shape}'
-                )
-        if len(set(sizes.values())) > 1:
-            raise ValueError(
-                'batched prompts must have the same N, got '
-                + ', '.join(f'{k}: {v}' for k, v in sizes.items())
-            )
-        n = next(iter(sizes.values())) if sizes else 1
 
-        def expand(a):
-            return a if a is None or a.shape[0] == n else np.repeat(a, n, axis=0)
+        def tensor(array, dtype):
+            return None if array is None else torch.as_tensor(array, dtype=dtype, device=device)
 
-        coords, labels, boxes, masks = (expand(a) for a in (coords, labels, boxes, masks))
-        coords_t = labels_t = box_t = mask_t = None
-        if coords is not None:
-            coords = apply_coords(coords, self.original_size, self.image_size)
-            coords_t = torch.as_tensor(coords, dtype=torch.float32, device=device)
-            labels_t = torch.as_tensor(labels, dtype=torch.int32, device=device)
-        if boxes is not None:
-            boxes = apply_boxes(boxes, self.original_size, self.image_size)
-            box_t = torch.as_tensor(boxes, dtype=torch.float32, device=device)
-        if masks is not None:
-            mask_t = torch.as_tensor(masks, dtype=torch.float32, device=device)
-        return coords_t, labels_t, box_t, mask_t, bool(sizes)
+        return (
+            tensor(prompts.point_coords, torch.float32),
+            tensor(prompts.point_labels, torch.int32),
+            tensor(prompts.boxes, torch.float32),
+            tensor(prompts.mask_inputs, torch.float32),
+            prompts.batched,
+        )
 
     @torch.no_grad()
     def predict_torch(

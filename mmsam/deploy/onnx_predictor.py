@@ -1,7 +1,8 @@
 """Serve SAM from ONNX files with numpy and onnxruntime only (no torch at run time).
 
 The interface is the predictor's (``set_image``, ``predict``, ...); images and
-prompts are prepared with :mod:`mmsam.structures.transforms`, the normalization
+prompts are prepared with :mod:`mmsam.structures.transforms` and
+:mod:`mmsam.structures.prompts` (the predictor's rules), the normalization
 and the sizes are read from the graphs' metadata (written by
 :mod:`mmsam.deploy.export`).
 """
@@ -11,14 +12,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..structures.transforms import (
-    apply_boxes,
-    apply_coords,
-    as_finite_float_array,
-    get_preprocess_shape,
-    image_to_rgb_uint8,
-    resize_longest_side,
-)
+from ..structures.prompts import prepare_prompts
+from ..structures.transforms import get_preprocess_shape, image_to_rgb_uint8, resize_longest_side
 from . import graph_spec as meta
 from .onnx_session import CheckedSession
 
@@ -173,58 +168,37 @@ class ONNXPredictor:
         self._store(np.ascontiguousarray(array, np.float32), original_size, expected)
 
     # ------------------------------------------------------------------ prompts
-    def _points(self, point_coords, point_labels, box) -> Tuple[np.ndarray, np.ndarray]:
-        """Points and box corners in the input frame: ``(1, P, 2)`` and ``(1, P)`` float32."""
-        coords = np.zeros((0, 2))
-        labels = np.zeros((0,))
-        if (point_coords is None) != (point_labels is None):
-            raise ValueError('point_coords and point_labels must be given together')
-        if point_coords is not None:
-            coords = as_finite_float_array(point_coords, 'point_coords')
-            labels = as_finite_float_array(point_labels, 'point_labels')
-            if coords.ndim != 2 or coords.shape[-1] != 2:
-                raise ValueError(
-                    'point_coords must have shape (P, 2) as (x, y) pixels (one prompt per '
-                    f'call), got {coords.shape}'
-                )
-            if labels.shape != coords.shape[:1]:
-                raise ValueError(
-                    f'point_labels must have shape {coords.shape[:1]} (one per point), '
-                    f'got {labels.shape}'
-                )
-            if not np.all(np.isin(labels, (0, 1))):
-                raise ValueError('point_labels must be 1 (foreground) or 0 (background)')
-            coords = apply_coords(coords, self.original_size, self.image_size)
-        if box is not None:
-            boxes = as_finite_float_array(box, 'box')
-            if boxes.shape != (4,):
-                raise ValueError(
-                    f'box must have shape (4,) as XYXY (one prompt), got {boxes.shape}'
-                )
-            if boxes[2] < boxes[0] or boxes[3] < boxes[1]:
-                raise ValueError(
-                    f'box must be XYXY with x2 >= x1 and y2 >= y1, got {boxes.tolist()}'
-                )
-            corners = apply_boxes(boxes, self.original_size, self.image_size).reshape(2, 2)
-            coords = np.concatenate([coords, corners])
+    def _graph_prompts(self, point_coords, point_labels, box, mask_input):
+        """One checked prompt (:func:`~mmsam.structures.prompts.prepare_prompts`) as the
+        decoder graph takes it: points and box corners ``(1, K, 2)`` with labels
+        ``(1, K)`` (2 and 3 the box corners, -1 the padding point without a box), mask
+        input ``(1, 1, 4E, 4E)`` and ``has_mask_input (1,)``, all float32."""
+        prompts = prepare_prompts(
+            point_coords,
+            point_labels,
+            box,
+            mask_input,
+            original_size=self.original_size,
+            image_size=self.image_size,
+            mask_input_size=self.mask_input_size,
+            allow_batch=False,
+            binary_labels=True,
+        )
+        coords, labels = np.zeros((0, 2)), np.zeros((0,))
+        if prompts.point_coords is not None:
+            coords, labels = prompts.point_coords[0], prompts.point_labels[0]
+        if prompts.boxes is not None:
+            coords = np.concatenate([coords, prompts.boxes.reshape(2, 2)])
             labels = np.concatenate([labels, [2.0, 3.0]])
-        elif point_coords is not None:
+        elif prompts.point_coords is not None:
             coords = np.concatenate([coords, np.zeros((1, 2))])  # the padding point
             labels = np.concatenate([labels, [-1.0]])
-        return coords[None].astype(np.float32), labels[None].astype(np.float32)
-
-    def _mask_input(self, mask_input) -> Tuple[np.ndarray, np.ndarray]:
-        """``(1, 1, 4E, 4E)`` float32 and ``has_mask_input (1,)``."""
         shape = (1, 1, *self.mask_input_size)
-        if mask_input is None:
-            return np.zeros(shape, np.float32), np.zeros(1, np.float32)
-        mask = as_finite_float_array(mask_input, 'mask_input')
-        if mask.shape not in (shape, shape[1:]):
-            raise ValueError(
-                f'mask_input must have shape {shape[1:]} (low-resolution logits from '
-                f'predict), got {mask.shape}'
-            )
-        return mask.reshape(shape).astype(np.float32), np.ones(1, np.float32)
+        if prompts.mask_inputs is None:
+            mask, has_mask = np.zeros(shape, np.float32), np.zeros(1, np.float32)
+        else:
+            mask, has_mask = prompts.mask_inputs.astype(np.float32), np.ones(1, np.float32)
+        return coords[None].astype(np.float32), labels[None].astype(np.float32), mask, has_mask
 
     def predict(
         self,
@@ -253,8 +227,9 @@ class ONNXPredictor:
         """
         if not self.is_image_set:
             raise RuntimeError('no image is set: call set_image(...) before predict()')
-        coords, labels = self._points(point_coords, point_labels, box)
-        mask, has_mask = self._mask_input(mask_input)
+        coords, labels, mask, has_mask = self._graph_prompts(
+            point_coords, point_labels, box, mask_input
+        )
         outputs = self.decoder.run(
             {
                 'image_embeddings': self.features,

@@ -2,6 +2,13 @@
 AMG grids and crops, RLE and polygons."""
 
 from .._compat import torch_installed
+from .prompts import (
+    PromptArrays,
+    check_box_order,
+    check_prompt_batch,
+    prepare_prompts,
+    prompt_batch_size,
+)
 from .transforms import (
     apply_boxes,
     apply_coords,
@@ -49,6 +56,11 @@ if torch_installed():
     )
 
 __all__ = [
+    'PromptArrays',
+    'check_box_order',
+    'check_prompt_batch',
+    'prepare_prompts',
+    'prompt_batch_size',
     'apply_boxes',
     'apply_coords',
     'as_finite_float_array',

@@ -25,6 +25,7 @@ ALLOWED = {
     'numpy',
     'onnxruntime',
     'mmsam.structures.transforms',
+    'mmsam.structures.prompts',
     *(f'mmsam.deploy.{name}' for name in RUNTIME_MODULES),
 }
 

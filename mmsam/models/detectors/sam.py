@@ -13,6 +13,7 @@ from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
 from ...structures.boxes import masks_to_boxes
 from ...structures.mask_postprocess import select_best_candidate, upscale_mask_logits
+from ...structures.prompts import check_box_order, check_prompt_batch, prompt_batch_size
 from ...structures.transforms import apply_boxes, apply_coords
 from ...utils.checkpoint_keys import KeyMapError, detect_layout, to_mmsam_layout
 from ..utils import autocast_context, compile_module, parse_autocast_dtype
@@ -341,12 +342,14 @@ class SAM(BaseDetector):
             IoU predictions ``(N, C)`` and which prompts had multimask output
             ``(N,)`` bool; ``C`` is :attr:`num_mask_outputs`.
         """
-        n = self.prompt_encoder._check_inputs(points, boxes, mask_inputs)
+        # checked once, by the prompt encoder as each group is decoded
+        n = prompt_batch_size(points, boxes, mask_inputs)
         device = image_embeddings.device
         multi = self.multimask_prompts(points, boxes, mask_inputs, n, device)
         c = self.num_mask_outputs
         size = tuple(self.prompt_encoder.mask_input_size)
-        if n == 0:
+        if n == 0:  # nothing reaches the prompt encoder: checked here
+            check_prompt_batch(points, boxes, mask_inputs, size)
             zeros = image_embeddings.new_zeros
             return zeros((0, c, *size)), zeros((0, c)), multi
         groups = [(flag, rows) for flag, rows in ((True, multi), (False, ~multi)) if rows.any()]
@@ -454,13 +457,7 @@ class SAM(BaseDetector):
                 raise ValueError(
                     f'gt_instances.bboxes must have shape (N, 4), got {tuple(raw.shape)}'
                 )
-            bad = (raw[:, 2] < raw[:, 0]) | (raw[:, 3] < raw[:, 1])
-            if bad.any():
-                i = int(bad.nonzero()[0, 0])
-                raise ValueError(
-                    'gt_instances.bboxes must be XYXY with x2 >= x1 and y2 >= y1; box '
-                    f'{i} is {raw[i].tolist()}'
-                )
+            check_box_order(raw, 'gt_instances.bboxes')
             boxes = apply_boxes(raw, ori_shape, self.image_size)
         if 'mask_inputs' in keys:
             mask_inputs = torch.as_tensor(gt.mask_inputs, device=device, dtype=torch.float32)

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 from mmdet.registry import MODELS
 
+from ...structures.prompts import check_prompt_batch
 from ..layers import LayerNorm2d, RandomPositionEncoding
 
 Points = Tuple[torch.Tensor, torch.Tensor]
@@ -102,41 +103,6 @@ class SAMPromptEncoder(nn.Module):
         """Embed ``(N, 1, 4h, 4w)`` mask logits as ``(N, C, h, w)``."""
         return self.mask_downscaling(masks)
 
-    def _check_inputs(
-        self, points: Optional[Points], boxes: Optional[torch.Tensor], masks: Optional[torch.Tensor]
-    ) -> int:
-        sizes = []
-        if points is not None:
-            coords, labels = points
-            if coords.dim() != 3 or coords.shape[-1] != 2:
-                raise ValueError(
-                    f'point coords must have shape (N, P, 2), got {tuple(coords.shape)}'
-                )
-            if tuple(labels.shape) != tuple(coords.shape[:2]):
-                raise ValueError(
-                    f'point labels must have shape {tuple(coords.shape[:2])} (one per point), '
-                    f'got {tuple(labels.shape)}'
-                )
-            sizes.append(('points', coords.shape[0]))
-        if boxes is not None:
-            if boxes.dim() != 2 or boxes.shape[-1] != 4:
-                raise ValueError(f'boxes must have shape (N, 4), got {tuple(boxes.shape)}')
-            sizes.append(('boxes', boxes.shape[0]))
-        if masks is not None:
-            expected = (1, *self.mask_input_size)
-            if masks.dim() != 4 or tuple(masks.shape[1:]) != expected:
-                raise ValueError(
-                    f'mask inputs must have shape (N, {", ".join(map(str, expected))}), '
-                    f'got {tuple(masks.shape)}'
-                )
-            sizes.append(('masks', masks.shape[0]))
-        if len({n for _, n in sizes}) > 1:
-            raise ValueError(
-                'prompts must have the same batch size N, got '
-                + ', '.join(f'{name}={n}' for name, n in sizes)
-            )
-        return sizes[0][1] if sizes else 1
-
     def forward(
         self,
         points: Optional[Points] = None,
@@ -154,7 +120,7 @@ class SAMPromptEncoder(nn.Module):
             tuple[Tensor, Tensor]: sparse embeddings ``(N, K, C)`` (``K`` tokens from
             points and box corners) and dense embeddings ``(N, C, h, w)``.
         """
-        n = self._check_inputs(points, boxes, masks)
+        n = check_prompt_batch(points, boxes, masks, self.mask_input_size)
         weight = self.no_mask_embed.weight
         tokens = [weight.new_empty((n, 0, self.embed_dims))]
         if points is not None:
