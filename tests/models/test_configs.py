@@ -88,3 +88,24 @@ def test_other_input_sizes_interpolate_position_embeddings():
         out_big_on_512 = big(torch.rand(1, 3, 512, 512))[0]
         out_small = small(torch.rand(1, 3, 512, 512))[0]
     assert out_big_on_512.shape == out_small.shape == (1, 256, 32, 32)
+
+
+def test_image_encoder_is_vitsam_with_its_state_dict_and_frozen_stages():
+    from mmpretrain.models.backbones import ViTSAM
+    from mmpretrain.registry import MODELS
+
+    arch = dict(
+        embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64, global_attn_indexes=[1]
+    )
+    common = dict(arch=arch, img_size=64, window_size=2, out_channels=16)
+    ours = MODELS.build(dict(type='SAMImageEncoder', frozen_stages=5, **common))
+    ref = ViTSAM(**common)
+    assert isinstance(ours, ViTSAM)
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    # frozen_stages past the last layer freezes every layer and the neck (as before)
+    ours.train()
+    assert not any(p.requires_grad for p in ours.parameters())
+    frozen = [ours.patch_embed, *ours.layers, ours.channel_reduction]
+    assert not any(m.training for f in frozen for m in f.modules())
+    assert ours.get_layer_depth('layers.1.attn.qkv.weight') == (2, 4)

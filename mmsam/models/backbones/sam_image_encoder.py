@@ -112,7 +112,8 @@ class SAMImageEncoder(ViTSAM):
         self.fast_path = bool(fast_path)
         self.max_bias_elements = int(max_bias_elements)
         self.with_cp = bool(with_cp)
-        self.frozen_stages = frozen_stages
+        # ViTSAM freezes layers 1..frozen_stages and the neck at exactly num_layers
+        self.frozen_stages = min(frozen_stages, self.num_layers)
         if frozen_stages > 0:
             self._freeze_stages()
 
