@@ -236,6 +236,46 @@ def annotate_image(
     """
     check_annotate_options(conf, mask_format, polygon_min_iou, polygon_tolerance)
     boxes, scores, labels = detect_boxes(detector, rgb, conf, max_det, classes)
+    return annotate_detections(
+        rgb,
+        predictor,
+        boxes,
+        scores,
+        labels,
+        mask_format,
+        polygon_min_iou,
+        polygon_tolerance,
+        sam_batch,
+        name,
+    )
+
+
+def annotate_detections(
+    rgb: np.ndarray,
+    predictor: SAMPredictor,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    mask_format: str = 'rle',
+    polygon_min_iou: float = DEFAULT_POLYGON_MIN_IOU,
+    polygon_tolerance: float = 0.0,
+    sam_batch: int = 64,
+    name: str = 'image',
+) -> List[dict]:
+    """Segment given detections with SAM and make them COCO annotations.
+
+    Args:
+        rgb (np.ndarray): ``(H, W, 3)`` uint8 RGB.
+        predictor (SAMPredictor): Around the SAM model.
+        boxes (np.ndarray): ``(N, 4)`` XYXY pixels, best score first.
+        scores (np.ndarray): ``(N,)`` detection scores.
+        labels (np.ndarray): ``(N,)`` class indices.
+        mask_format, polygon_min_iou, polygon_tolerance, sam_batch, name: See
+            :func:`annotate_image`.
+
+    Returns:
+        list[dict]: As :func:`annotate_image`.
+    """
     masks = segment_boxes(predictor, rgb, boxes, sam_batch)
     rles = masks_to_coco_rle(masks)
     areas = coco_rle_area(rles) if rles else np.zeros(0)
@@ -266,6 +306,7 @@ def annotate_image(
 
 
 __all__ = [
+    'annotate_detections',
     'annotate_image',
     'build_detector',
     'check_annotate_options',

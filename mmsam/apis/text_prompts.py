@@ -30,16 +30,15 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .auto_annotate import build_detector, detector_scope, resolve_device, segment_boxes
+from .auto_annotate import (
+    annotate_detections,
+    build_detector,
+    detector_scope,
+    resolve_device,
+    segment_boxes,
+)
 from .predictor import SAMPredictor
-
-#: The default detector: Grounding DINO Swin-T (the authors' weights, converted by
-#: mmdet). mmdet model name, config and weights are listed in mmdet's
-#: ``configs/grounding_dino/metafile.yml``.
-DEFAULT_DET_MODEL = 'grounding_dino_swin-t_pretrain_obj365_goldg_cap4m'
-#: The official Grounded-SAM defaults.
-DEFAULT_BOX_THRESHOLD = 0.35
-DEFAULT_TEXT_THRESHOLD = 0.25
+from .text_defaults import DEFAULT_BOX_THRESHOLD, DEFAULT_DET_MODEL, DEFAULT_TEXT_THRESHOLD
 
 
 @dataclass
@@ -130,6 +129,7 @@ def build_grounding_detector(
     det_weights: Optional[str] = None,
     device: Optional[str] = None,
     text_encoder: Optional[str] = None,
+    cfg_options: Optional[dict] = None,
 ) -> torch.nn.Module:
     """mmdet's Grounding DINO from a config, an mmdet model name, or a built model.
 
@@ -144,6 +144,7 @@ def build_grounding_detector(
             ``lang_model_name`` (``bert-base-uncased``, fetched from the Hugging Face
             hub) replaced by this name or local folder (``config.json``, weights and
             ``vocab.txt``), for machines without internet.
+        cfg_options (dict, optional): Config overrides (``merge_from_dict`` keys).
 
     Returns:
         nn.Module: The detector in eval mode.
@@ -165,10 +166,12 @@ def build_grounding_detector(
         if not config.endswith('.py'):
             config, url = _resolve_mmdet_name(config)
             det_weights = det_weights or url
-        options = None
+        _check_grounding_config(config)
+        options = dict(cfg_options or {})
         if text_encoder is not None:
             _check_text_encoder_folder(os.fspath(text_encoder))
-            options = {'model.language_model.name': os.fspath(text_encoder)}
+            options['model.language_model.name'] = os.fspath(text_encoder)
+        options = options or None
         try:
             model = build_detector(config, det_weights, device=device, cfg_options=options)
         except (OSError, ValueError) as err:  # ValueError: huggingface_hub's bad repo ids
@@ -190,6 +193,20 @@ def build_grounding_detector(
             f'{type(model).__name__}'
         )
     return model.to(device).eval()
+
+
+def _check_grounding_config(config: str) -> None:
+    """Refuse a config whose model is not a Grounding DINO before anything is built."""
+    from mmengine.config import Config
+
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'detector config not found: {config}')
+    model_type = str(Config.fromfile(config).get('model', {}).get('type', ''))
+    if model_type.split('.')[-1] != 'GroundingDINO':
+        raise ValueError(
+            f'det_model must be a Grounding DINO (a text-prompted detector); the model of '
+            f'{config} is {model_type or "not set"}'
+        )
 
 
 def _check_text_encoder_folder(path: str) -> None:
@@ -344,11 +361,40 @@ def segment_by_text(
     return TextSegmentation(masks, boxes, scores, labels, phrases)
 
 
+def annotate_image_by_text(
+    rgb: np.ndarray,
+    detector: torch.nn.Module,
+    predictor: SAMPredictor,
+    phrases: Sequence[str],
+    box_threshold: float = DEFAULT_BOX_THRESHOLD,
+    text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+    max_det: Optional[int] = None,
+    **mask_options,
+) -> List[dict]:
+    """COCO annotations of everything the phrases name in one image.
+
+    Args:
+        rgb (np.ndarray): ``(H, W, 3)`` uint8 RGB.
+        detector (nn.Module): Built by :func:`build_grounding_detector`.
+        predictor (SAMPredictor): Around the SAM model.
+        phrases (Sequence[str]): From :func:`parse_text_prompt`; ``label`` indexes them.
+        box_threshold, text_threshold, max_det: See :func:`detect_by_text`.
+        **mask_options: ``mask_format``, ``polygon_min_iou``, ``polygon_tolerance``,
+            ``sam_batch`` and ``name`` of :func:`mmsam.apis.annotate_image`.
+
+    Returns:
+        list[dict]: As :func:`mmsam.apis.annotate_image`.
+    """
+    detections = detect_by_text(detector, rgb, phrases, box_threshold, text_threshold, max_det)
+    return annotate_detections(rgb, predictor, *detections, **mask_options)
+
+
 __all__ = [
     'DEFAULT_BOX_THRESHOLD',
     'DEFAULT_DET_MODEL',
     'DEFAULT_TEXT_THRESHOLD',
     'TextSegmentation',
+    'annotate_image_by_text',
     'build_grounding_detector',
     'check_thresholds',
     'detect_by_text',

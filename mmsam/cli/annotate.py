@@ -32,9 +32,10 @@ from ..apis.auto_annotate import (
 from ..apis.image_io import load_image
 from ..apis.model_index import DEFAULT_MODEL
 from ..apis.predictor import SAMPredictor
+from ..apis.text_defaults import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD
 from ..structures.polygons import DEFAULT_POLYGON_MIN_IOU
 from ..utils.atomic_file import atomic_write_json, prepare_output_dir
-from .common import check_device, dict_options, print_report
+from .common import UsageError, check_device, dict_options, print_report
 from .folder_jobs import (
     BatchReport,
     file_stamp,
@@ -57,7 +58,8 @@ class AnnotateResult(BatchReport):
 class _Annotator:
     """Annotate one image at a time and cache its record."""
 
-    def __init__(self, detector, predictor, root, cache_dir, options):
+    def __init__(self, detector, predictor, root, cache_dir, options, annotate=annotate_image):
+        self.annotate = annotate  # annotate_image, or annotate_image_by_text (texts)
         self.detector = detector
         self.predictor = predictor
         self.root = root
@@ -79,7 +81,7 @@ class _Annotator:
 
     def __call__(self, path: str) -> None:
         rgb = load_image(path)
-        anns = annotate_image(
+        anns = self.annotate(
             rgb, self.detector, self.predictor, name=self.relpath(path), **self.options
         )
         record = dict(
@@ -122,7 +124,7 @@ def _coco_from_records(records: List[dict], class_names: Sequence[str]) -> Dict[
 
 def auto_annotate(
     data: str,
-    det_model: Union[str, torch.nn.Module],
+    det_model: Union[str, torch.nn.Module, None] = None,
     sam_model: Union[str, torch.nn.Module, SAMPredictor] = DEFAULT_MODEL,
     device: Union[str, torch.device] = '',
     output_dir: Optional[str] = None,
@@ -138,19 +140,26 @@ def auto_annotate(
     ann_file: str = 'annotations.json',
     sam_batch: int = 64,
     progress: bool = True,
+    texts: Union[str, Sequence[str], None] = None,
+    box_threshold: float = DEFAULT_BOX_THRESHOLD,
+    text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+    text_encoder: Optional[str] = None,
 ) -> AnnotateResult:
     """Detect objects with an mmdet detector, segment them with SAM, write a COCO file.
 
     Args:
         data (str): An image folder (searched recursively) or one image file.
-        det_model (str | nn.Module): Detector: config path, mmdet model name, or model
-            (see :func:`mmsam.apis.auto_annotate.build_detector`).
+        det_model (str | nn.Module, optional): Detector: config path, mmdet model name,
+            or model (see :func:`mmsam.apis.auto_annotate.build_detector`); with
+            ``texts`` a Grounding DINO (default
+            :data:`~mmsam.apis.text_defaults.DEFAULT_DET_MODEL`).
         sam_model (str | nn.Module | SAMPredictor): SAM: an mmsam model name or config
             (built with :func:`mmsam.apis.get_model`), a SAM model, or a predictor.
         device (str): ``''`` picks CUDA when available, else CPU.
         output_dir (str, optional): Where to write; ``<data>_auto_annotate`` next to
             ``data`` by default.
-        conf (float): Keep detections with at least this score.
+        conf (float): Keep detections with at least this score (not with ``texts``:
+            ``box_threshold`` and ``text_threshold`` decide).
         max_det (int): At most this many detections per image (highest scores).
         classes (Sequence[int], optional): Keep only these detector class indices.
         det_weights (str, optional): Detector checkpoint (path or URL).
@@ -161,15 +170,33 @@ def auto_annotate(
         ann_file (str): Name of the COCO file in ``output_dir``.
         sam_batch (int): Boxes decoded together (bounds memory on big images).
         progress (bool): Show a progress bar.
+        texts (str | Sequence[str], optional): Segment what these phrases name
+            (``'car . person'``): Grounding DINO finds the boxes, and the phrases
+            (normalised, each once, in order) are the categories, ids ``1..K``. See
+            :mod:`mmsam.apis.text_prompts`.
+        box_threshold, text_threshold (float): With ``texts``, see
+            :func:`mmsam.apis.text_prompts.detect_by_text`.
+        text_encoder (str, optional): With ``texts``, a local BERT folder replacing
+            the config's ``lang_model_name`` (see
+            :func:`mmsam.apis.text_prompts.build_grounding_detector`).
 
     Returns:
         AnnotateResult: ``ann_file`` (its path), counts, and the failed images with
         their reasons. The COCO file has ``images`` (``file_name`` relative to
         ``data``), ``annotations`` (``segmentation``, ``bbox`` XYWH of the mask,
         ``area``, ``score`` of the detection, ``category_id``, ``iscrowd`` 0) and
-        ``categories`` (ids ``1..K`` for the detector's classes).
+        ``categories`` (ids ``1..K`` for the detector's classes or the phrases).
     """
     check_annotate_options(conf, mask_format, polygon_min_iou, polygon_tolerance)
+    if texts is not None:
+        from ..apis.text_prompts import check_thresholds, parse_text_prompt
+
+        phrases = parse_text_prompt(texts)
+        check_thresholds(box_threshold, text_threshold)
+        if classes is not None:
+            raise ValueError('classes cannot be combined with texts: name only those phrases')
+    elif det_model is None:
+        raise ValueError('give det_model (a detector) or texts (Grounding DINO finds them)')
     data = os.fspath(data)
     if output_dir is None:
         output_dir = osp.abspath(data).rstrip(os.sep) + '_auto_annotate'
@@ -185,8 +212,24 @@ def auto_annotate(
         from ..apis.model_zoo import get_model
 
         predictor = SAMPredictor(get_model(sam_model, pretrained=sam_weights, device=device))
-    detector = build_detector(det_model, det_weights, device, det_cfg_options)
-    class_names = list(detector.dataset_meta.get('classes') or [])
+    annotate, text_settings = annotate_image, {}
+    if texts is None:
+        detector = build_detector(det_model, det_weights, device, det_cfg_options)
+        class_names = list(detector.dataset_meta.get('classes') or [])
+    else:
+        from ..apis.text_prompts import (
+            DEFAULT_DET_MODEL,
+            annotate_image_by_text,
+            build_grounding_detector,
+        )
+
+        detector = build_grounding_detector(
+            det_model or DEFAULT_DET_MODEL, det_weights, device, text_encoder, det_cfg_options
+        )
+        class_names, annotate = phrases, annotate_image_by_text
+        text_settings = dict(
+            box_threshold=float(box_threshold), text_threshold=float(text_threshold)
+        )
     sam_config = getattr(predictor.model, '_config', None)
     key = settings_key(
         det_config=detector.cfg.to_dict(),  # resolved: _base_ files and options merged
@@ -201,6 +244,7 @@ def auto_annotate(
         polygon_min_iou=None if mask_format == 'rle' else float(polygon_min_iou),
         polygon_tolerance=None if mask_format == 'rle' else float(polygon_tolerance),
         sam_batch=int(sam_batch),
+        **text_settings,  # with texts only: the keys of earlier runs stay valid
     )
     options = dict(
         conf=float(conf),
@@ -211,7 +255,11 @@ def auto_annotate(
         polygon_tolerance=float(polygon_tolerance),
         sam_batch=int(sam_batch),
     )
-    annotator = _Annotator(detector, predictor, root, osp.join(output_dir, '.cache', key), options)
+    if texts is not None:
+        del options['conf'], options['classes']
+        options.update(phrases=phrases, **text_settings)
+    cache_dir = osp.join(output_dir, '.cache', key)
+    annotator = _Annotator(detector, predictor, root, cache_dir, options, annotate)
     report = run_over_images(images, annotator, annotator.is_done, 'annotate', progress)
     failed = {path for path, _ in report.failed}
     records = []
@@ -241,6 +289,17 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         int: The exit code (1 when an image failed).
     """
+    if args.text is None and args.det_model is None:
+        raise UsageError('give --det-model (an mmdet detector) or --text "car . person"')
+    if args.text is not None:
+        from ..apis.text_prompts import parse_text_prompt
+
+        if args.classes is not None:
+            raise UsageError('--classes cannot be combined with --text: name only those phrases')
+        try:
+            parse_text_prompt(args.text)
+        except ValueError as err:
+            raise UsageError(f'bad --text: {err}') from err
     options = dict_options(args.det_cfg_options, '--det-cfg-options')
     device = check_device(args.device)
     result = auto_annotate(
@@ -256,6 +315,10 @@ def run(args: argparse.Namespace) -> int:
         sam_weights=args.weights if args.weights else True,
         det_cfg_options=options,
         mask_format=args.mask_format,
+        texts=args.text,
+        box_threshold=args.box_threshold,
+        text_threshold=args.text_threshold,
+        text_encoder=args.text_encoder,
         **{
             key: value
             for key, value in (

@@ -10,6 +10,11 @@ import re
 from typing import Optional
 
 from ..apis.model_index import DEFAULT_MODEL
+from ..apis.text_defaults import (
+    DEFAULT_BOX_THRESHOLD,
+    DEFAULT_DET_MODEL,
+    DEFAULT_TEXT_THRESHOLD,
+)
 
 
 def _number(kind: type, low: float = -math.inf, high: float = math.inf, high_open=False):
@@ -78,6 +83,38 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_text_args(parser: argparse.ArgumentParser) -> None:
+    """Segment by text: the phrases, Grounding DINO's thresholds and its BERT."""
+    group = parser.add_argument_group('segment by text (Grounding DINO boxes, see the README)')
+    group.add_argument(
+        '--text',
+        default=None,
+        metavar='PHRASES',
+        help='segment what these phrases name, separated by " . ", e.g. "car . person"',
+    )
+    group.add_argument(
+        '--box-threshold',
+        type=_number(float, 0, 1),
+        default=DEFAULT_BOX_THRESHOLD,
+        help='keep a box whose best phrase-token probability reaches this (default: '
+        f'{DEFAULT_BOX_THRESHOLD:g})',
+    )
+    group.add_argument(
+        '--text-threshold',
+        type=_number(float, 0, 1),
+        default=DEFAULT_TEXT_THRESHOLD,
+        help="label a box with its best phrase when the phrase's mean token probability "
+        f'reaches this (default: {DEFAULT_TEXT_THRESHOLD:g})',
+    )
+    group.add_argument(
+        '--text-encoder',
+        default=None,
+        metavar='PATH',
+        help="local BERT folder replacing the detector config's lang_model_name "
+        '(bert-base-uncased from the Hugging Face hub) on machines without internet',
+    )
+
+
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser of ``mmsam`` and its sub-commands (``args.command`` names the one given)."""
     parser = _ArgumentParser(
@@ -121,6 +158,18 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         help='mask files to write besides the overlay (default: both)',
     )
     _add_model_args(seg)
+    _add_text_args(seg)
+    seg.add_argument(
+        '--det-model',
+        default=DEFAULT_DET_MODEL,
+        help=f'with --text: Grounding DINO config file or mmdet model name (default: '
+        f'{DEFAULT_DET_MODEL})',
+    )
+    seg.add_argument(
+        '--det-weights',
+        default=None,
+        help="with --text: detector checkpoint (path or URL; default: the mmdet model's)",
+    )
 
     amg = sub.add_parser('amg', help='segment everything in an image or a folder (SA-1B JSON)')
     amg.add_argument('input', help='image file or folder (searched recursively)')
@@ -146,7 +195,12 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         'annotate', help='detector boxes -> SAM masks -> a COCO instance-segmentation JSON'
     )
     ann.add_argument('data', help='image folder (searched recursively) or image file')
-    ann.add_argument('--det-model', required=True, help='mmdet config file or mmdet model name')
+    ann.add_argument(
+        '--det-model',
+        default=None,
+        help='mmdet config file or mmdet model name (required without --text; with --text '
+        f'a Grounding DINO, default {DEFAULT_DET_MODEL})',
+    )
     ann.add_argument('--det-weights', default=None, help='detector checkpoint (path or URL)')
     ann.add_argument(
         '--det-cfg-options',
@@ -160,7 +214,10 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         '--out-dir', default=None, help='output folder (default: <data>_auto_annotate)'
     )
     ann.add_argument(
-        '--conf', type=_number(float, 0, 1), default=0.25, help='detection score threshold'
+        '--conf',
+        type=_number(float, 0, 1),
+        default=0.25,
+        help='detection score threshold (with --text: --box-threshold, --text-threshold)',
     )
     ann.add_argument(
         '--max-det', type=_number(int, 1), default=300, help='detections per image at most'
@@ -183,6 +240,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         '(Douglas-Peucker); default 0, exact polygons',
     )
     _add_model_args(ann)
+    _add_text_args(ann)
 
     conv = sub.add_parser('convert', help='convert a SAM checkpoint to the mmsam layout')
     conv.add_argument('src', help='source checkpoint (.pth, .bin, .safetensors)')

@@ -172,14 +172,7 @@ def segment_image_file(
     masks, scores = predict_prompts(predictor, point_array, labels, box_array, multimask)
     stem = osp.join(out_dir, osp.splitext(osp.basename(image_path))[0])
     prepare_output_dir(out_dir)
-    written = []
-    if save_masks in ('png', 'both'):
-        for i, mask in enumerate(masks):
-            written.append(save_mask_png(f'{stem}_mask_{i}.png', mask))
-    if save_masks in ('npy', 'both'):
-        with atomic_write(f'{stem}_masks.npy') as f:
-            np.save(f, masks)
-        written.append(f'{stem}_masks.npy')
+    written = write_mask_files(stem, masks, save_masks)
     atomic_write_json(
         dict(
             image=image_path,
@@ -193,11 +186,33 @@ def segment_image_file(
     )
     drawn = overlay(image, masks, points=point_array, point_labels=labels, boxes=box_array)
     overlay_path = save_png(f'{stem}_overlay.png', drawn)
-    _remove_stale_masks(stem, written)
+    remove_stale_masks(stem, written)
     return dict(overlay=overlay_path, masks=written, scores=[float(s) for s in scores])
 
 
-def _remove_stale_masks(stem: str, written: Sequence[str]) -> None:
+def write_mask_files(stem: str, masks: np.ndarray, save_masks: str) -> List[str]:
+    """Write ``<stem>_mask_<i>.png`` and/or ``<stem>_masks.npy`` by ``save_masks``.
+
+    Args:
+        stem (str): Output path without the suffixes.
+        masks (np.ndarray): ``(M, H, W)`` bool.
+        save_masks (str): ``'png'``, ``'npy'``, ``'both'`` or ``'none'``.
+
+    Returns:
+        list[str]: The files written.
+    """
+    written = []
+    if save_masks in ('png', 'both'):
+        for i, mask in enumerate(masks):
+            written.append(save_mask_png(f'{stem}_mask_{i}.png', mask))
+    if save_masks in ('npy', 'both'):
+        with atomic_write(f'{stem}_masks.npy') as f:
+            np.save(f, masks)
+        written.append(f'{stem}_masks.npy')
+    return written
+
+
+def remove_stale_masks(stem: str, written: Sequence[str]) -> None:
     """Remove ``<stem>_mask_<i>.png`` / ``<stem>_masks.npy`` files not in ``written``."""
     keep = {osp.abspath(p) for p in written}
     pattern = re.compile(re.escape(osp.basename(stem)) + r'_(mask_\d+\.png|masks\.npy)')
@@ -215,8 +230,14 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         UsageError: No prompt, or a bad point or box.
     """
+    if args.text is not None:
+        from .segment_text import run_text
+
+        return run_text(args)
     if not args.points and not args.boxes:
-        raise UsageError('give at least one --points X,Y[:LABEL] or --boxes X1,Y1,X2,Y2')
+        raise UsageError(
+            'give at least one --points X,Y[:LABEL] or --boxes X1,Y1,X2,Y2, or --text "car"'
+        )
     try:
         for p in args.points:
             parse_point(p)
@@ -245,4 +266,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ['parse_point', 'parse_box', 'predict_prompts', 'segment_image_file', 'run']
+__all__ = [
+    'parse_point',
+    'parse_box',
+    'predict_prompts',
+    'remove_stale_masks',
+    'segment_image_file',
+    'write_mask_files',
+    'run',
+]
