@@ -1,11 +1,13 @@
 # mmsam: the two commands a newcomer needs.
 #   make demo   set up everything (idempotent), then segment demo/demo.jpg with SAM ViT-B
 #   make test   set up everything (idempotent) and run the test suite
+#   make test-fast   the inner loop: the suite without lint, packaging, set-up and
+#               subprocess tests (the outer_loop marker), no set-up step
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export MMSAM_VENV := $(VENV)
 
-.PHONY: setup demo test lint format bench
+.PHONY: setup demo test test-fast lint format bench
 
 setup:
 	bash tools/setup_env.sh
@@ -15,6 +17,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+test-fast:
+	$(PY) -m pytest -q tests --fast $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check mmsam tools tests demo configs setup.py

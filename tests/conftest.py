@@ -1,7 +1,11 @@
 """Suite-wide guards and fixtures."""
 
+import functools
+import inspect
 import logging
+import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -52,3 +56,126 @@ def log_records():
     logger.addHandler(handler)
     yield records
     logger.removeHandler(handler)
+
+
+# ---------------------------------------------------------------- the fast inner loop
+#: Modules of the outer loop as a whole: lint, packaging and environment set-up.
+OUTER_LOOP_MODULES = ('test_lint.py', 'test_packaging.py', 'test_setup_env.py')
+#: Source text of a test (or of a fixture or helper it uses) that starts a subprocess.
+_STARTS_SUBPROCESS = re.compile(r'\bsubprocess\.|\bsys\.executable\b|\brun_test_script\(')
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        '--fast',
+        action='store_true',
+        help='the inner loop (make test-fast): leave out the outer_loop tests (lint, '
+        'packaging, set-up and the tests that start subprocesses)',
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers',
+        'outer_loop: lint, packaging, set-up or a subprocess; left out by --fast '
+        '(make test-fast), run by make test (set on such tests by tests/conftest.py)',
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _source(func) -> str:
+    try:
+        return inspect.getsource(func)
+    except (OSError, TypeError):
+        return ''
+
+
+def _source_starts_subprocess(func) -> bool:
+    return bool(_STARTS_SUBPROCESS.search(_source(func)))
+
+
+def _module_helpers_starting_subprocesses(module):
+    """A pattern matching calls of the module's own functions that start a subprocess."""
+    names = [
+        name
+        for name, value in vars(module).items()
+        if inspect.isfunction(value)
+        and value.__module__ == module.__name__
+        and _source_starts_subprocess(value)
+    ]
+    return re.compile(r'\b(?:' + '|'.join(map(re.escape, names)) + r')\(') if names else None
+
+
+def _is_outer_loop(item, helpers: dict) -> bool:
+    """Lint, packaging, set-up, or a test whose code (its function, its fixtures, or the
+    module's helpers they call) starts a subprocess."""
+    if os.path.basename(str(item.fspath)) in OUTER_LOOP_MODULES:
+        return True
+    funcs = [getattr(item, 'function', None)]
+    fixtureinfo = getattr(item, '_fixtureinfo', None)
+    for name in getattr(item, 'fixturenames', ()):
+        for fixturedef in fixtureinfo.name2fixturedefs.get(name, ()) if fixtureinfo else ():
+            funcs.append(fixturedef.func)
+    funcs = [f for f in funcs if f is not None]
+    if any(_source_starts_subprocess(f) for f in funcs):
+        return True
+    module = getattr(item, 'module', None)
+    if module is None:
+        return False
+    if module not in helpers:
+        helpers[module] = _module_helpers_starting_subprocesses(module)
+    calls = helpers[module]
+    return calls is not None and any(calls.search(_source(f)) for f in funcs)
+
+
+def pytest_collection_modifyitems(config, items):
+    fast = config.getoption('--fast')
+    kept, left_out, helpers = [], [], {}
+    for item in items:
+        if _is_outer_loop(item, helpers):
+            item.add_marker(pytest.mark.outer_loop)
+            if fast:
+                left_out.append(item)
+                continue
+        kept.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
+# ---------------------------------------------------------------- reference packages in CI
+#: The reference implementations parity tests compare with (requirements/tests.txt);
+#: a test that skips for want of one fails instead under CI (env CI=true).
+REFERENCE_PACKAGES = ('segment_anything',)
+
+
+def _missing_reference(report) -> bool:
+    if not report.skipped or os.environ.get('CI', '').lower() not in ('true', '1'):
+        return False
+    reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+    return any(f"could not import '{name}" in reason for name in REFERENCE_PACKAGES)
+
+
+def _fail_instead(report) -> None:
+    report.outcome = 'failed'
+    reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+    report.longrepr = (
+        f'{reason}: the reference package is missing under CI (CI=true), where parity '
+        'tests must run; install requirements/tests.txt'
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if _missing_reference(report):
+        _fail_instead(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if _missing_reference(report):
+        _fail_instead(report)

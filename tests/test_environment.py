@@ -1,10 +1,23 @@
 """The installed stack works: compiled mmcv ops, mmdet and mmpretrain, safe checkpoints."""
 
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+REPO = Path(__file__).parents[1]
+
+
+def pinned(package: str, requirements: str = 'mminstall.txt') -> str:
+    """The version ``requirements/<requirements>`` pins for ``package`` (``name==X``)."""
+    text = (REPO / 'requirements' / requirements).read_text()
+    pin = re.search(rf'^{re.escape(package)}==(\S+)\s*$', text, re.M)
+    assert pin, f'requirements/{requirements} must pin {package}'
+    return pin.group(1)
 
 
 def test_mmcv_compiled_ops_run():
@@ -26,28 +39,23 @@ def test_mmdet_parts_import():
     import mmdet.models  # noqa: F401
     from mmdet.evaluation import CocoMetric  # noqa: F401
 
-    assert mmdet.__version__ == '3.3.0'
+    assert mmdet.__version__ == pinned('mmdet')
 
 
 def test_mmpretrain_imports():
     import mmpretrain
     from mmpretrain.registry import MODELS
 
-    assert mmpretrain.__version__ == '1.2.0'
+    assert mmpretrain.__version__ == pinned('mmpretrain')
     assert 'ViTSAM' in MODELS
 
 
 def test_pinned_transformers_keeps_mmpretrain_and_grounding_dino_working():
     """The set-up's transformers pin is installed; mmpretrain and mmdet's BERT import with it."""
-    import re
-    from pathlib import Path
-
     import transformers
 
-    text = (Path(__file__).parents[1] / 'requirements' / 'optional.txt').read_text()
-    pin = re.search(r'^transformers==(\S+)$', text, re.M)
-    assert pin, 'requirements/optional.txt must pin transformers (segment by text needs it)'
-    assert transformers.__version__ == pin.group(1)
+    # segment by text needs this pin
+    assert transformers.__version__ == pinned('transformers', 'optional.txt')
     # mmpretrain enables its multimodal models when transformers is present: they must import
     code = (
         'import mmpretrain.models\n'
@@ -78,7 +86,8 @@ def test_collect_env_reports_the_stack():
     env = collect_env()
     for key in ('torch', 'mmcv', 'mmcv ops', 'mmengine', 'mmpretrain', 'mmdet', 'pycocotools'):
         assert key in env
-    assert env['mmcv'] == '2.1.0'
+    assert env['mmcv'] == pinned('mmcv')
+    assert env['mmengine'] == pinned('mmengine')
     assert env['mmcv ops'].startswith('compiled')
 
 
@@ -86,7 +95,7 @@ def test_print_env_tool_runs():
     out = subprocess.run(
         [sys.executable, 'tools/misc/print_env.py'], capture_output=True, text=True, check=True
     )
-    assert 'mmdet: 3.3.0' in out.stdout
+    assert f'mmdet: {pinned("mmdet")}' in out.stdout
 
 
 def test_import_mmsam_explains_a_broken_transformers(tmp_path):
@@ -143,3 +152,25 @@ def test_checkpoint_written_by_mmsam_loads_with_weights_only(tmp_path):
 
 if __name__ == '__main__':
     sys.exit(pytest.main([__file__]))
+
+
+@pytest.mark.parametrize('ci', ['true', ''])
+def test_parity_tests_fail_without_the_reference_package_under_ci(tmp_path, ci):
+    """tests/conftest.py turns the skip of a missing ``segment_anything`` into a failure
+    under CI (CI=true); elsewhere the parity tests skip."""
+    shadow = tmp_path / 'segment_anything'
+    shadow.mkdir()
+    (shadow / '__init__.py').write_text(
+        "raise ModuleNotFoundError('not installed here', name='segment_anything')\n"
+    )
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get('PYTHONPATH')) if p)
+    env = dict(os.environ, CI=ci, PYTHONPATH=path)
+    cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider']
+    cmd += ['tests/structures/test_prompts.py']
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if ci:
+        assert out.returncode == 2, out.stdout + out.stderr  # 2: a collection error
+        assert 'the reference package is missing under CI' in out.stdout, out.stdout
+    else:
+        assert out.returncode == 5, out.stdout + out.stderr  # 5: no test ran
+        assert '1 skipped' in out.stdout, out.stdout
