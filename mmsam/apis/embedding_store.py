@@ -28,6 +28,8 @@ Why safetensors (one file per image) rather than the alternatives:
   atomically (:mod:`mmsam.utils.atomic_file`), an interrupted run resumes by skipping
   the files that exist, and nothing is appended to a shared file (zarr or HDF5 would
   need a lock or a merge pass, and zarr is another dependency);
+* the files are written by :func:`_safetensors_bytes` (the format, with the metadata
+  in sorted order: the same embedding gives the same bytes in any process);
 * float16 halves the size (2 MiB per 1024 px SAM image instead of 4 MiB); masks
   decoded from it differ from the float32 embedding's only at pixels whose logit is
   near the threshold (tests/apis/test_embedding_store.py states the tolerance).
@@ -39,6 +41,7 @@ without torch; writing and the weights check of a torch model import torch lazil
 import json
 import os
 import os.path as osp
+import struct
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -164,10 +167,32 @@ def write_embedding(
         'embedding_shape': ','.join(str(s) for s in array.shape),
     }
     path = embedding_path(root, image)
-    data = _safetensors_numpy().save({TENSOR_NAME: array}, metadata=meta)
     with atomic_write(path, 'wb') as f:
-        f.write(data)
+        f.write(_safetensors_bytes(TENSOR_NAME, array, meta))
     return path
+
+
+def _safetensors_bytes(name: str, array: np.ndarray, meta: Dict[str, str]) -> bytes:
+    """One tensor in the safetensors format, its metadata in sorted key order.
+
+    safetensors' own writer (0.8) emits the metadata in a Rust hash map's order, which
+    differs from process to process, so the same embedding written twice could differ in
+    bytes; sharded jobs must equal a one-process run byte for byte. The layout is the
+    format's: the header's length (8 bytes, little endian), the JSON header padded with
+    spaces to a multiple of 8 bytes, then the little-endian data. The safetensors
+    readers (all languages) read it; tests/apis/test_embedding_store.py reads it with
+    ``safetensors.numpy.load_file``.
+    """
+    dtypes = {'float16': 'F16', 'float32': 'F32'}
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder('<')).tobytes()
+    header = {
+        '__metadata__': dict(sorted(meta.items())),
+        name: {'dtype': dtypes[array.dtype.name], 'shape': list(array.shape)},
+    }
+    header[name]['data_offsets'] = [0, len(data)]
+    text = json.dumps(header, separators=(',', ':')).encode('utf-8')
+    text += b' ' * (-len(text) % 8)
+    return struct.pack('<Q', len(text)) + text + data
 
 
 def write_embeddings(

@@ -1,7 +1,8 @@
-"""The ``mmsam`` command: ``segment``, ``amg``, ``annotate`` and ``convert``.
+"""The ``mmsam`` command: ``segment``, ``amg``, ``annotate``, ``embed`` and ``convert``.
 
-One module per command (:mod:`.segment`, :mod:`.amg`, :mod:`.annotate`,
-:mod:`.convert`), each with a ``run(args)``; :mod:`.parser` defines the command line,
+One module per command (:mod:`.segment`, :mod:`.amg`, :mod:`.annotate`, :mod:`.embed`,
+:mod:`.convert`), each with a ``run(args)``; :mod:`.distributed` runs the folder jobs
+on several processes (``--launcher``); :mod:`.parser` defines the command line,
 :mod:`.folder_jobs` runs a job over a folder of images (listing, resume, progress,
 failures). The library they call is :mod:`mmsam.apis`.
 
@@ -36,11 +37,12 @@ _COMMANDS = {
     'segment': 'segment',
     'amg': 'amg',
     'annotate': 'annotate',
+    'embed': 'embed',
     'convert': 'convert',
 }
 
 #: commands that go over a folder and resume after an interruption
-_FOLDER_COMMANDS = ('amg', 'annotate')
+_FOLDER_COMMANDS = ('amg', 'annotate', 'embed')
 
 
 def _one_line(err: BaseException) -> str:

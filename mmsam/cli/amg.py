@@ -32,6 +32,7 @@ from ..structures.rle import coco_rle_to_mask
 from ..utils.atomic_file import atomic_write, prepare_output_dir
 from ..visualization import overlay, save_png
 from .common import UsageError, check_device, load_sam, print_report
+from .distributed import close_launcher, init_launcher, shard
 from .folder_jobs import (
     BatchReport,
     file_stamp,
@@ -145,6 +146,8 @@ def amg_folder(
     draw: bool = True,
     progress: bool = True,
     resume: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> BatchReport:
     """Run automatic mask generation on an image file or a folder (recursively).
 
@@ -158,6 +161,9 @@ def amg_folder(
         progress (bool): Show a progress bar.
         resume (bool): Skip images done by an earlier run with the same settings
             (see the module docstring); ``False`` redoes every image.
+        rank (int): This process's rank: it does its share of the images
+            (:func:`~mmsam.cli.distributed.shard`).
+        world_size (int): The number of processes.
 
     Returns:
         BatchReport: Processed, skipped and failed images (with reasons).
@@ -179,7 +185,10 @@ def amg_folder(
     job = _AMGJob(
         generator, root, out_dir, draw, sa1b_image_ids(rels), generator_settings_key(generator)
     )
-    return run_over_images(images, job, job.is_done if resume else None, 'amg', progress)
+    mine = shard(images, rank, world_size)
+    return run_over_images(
+        mine, job, job.is_done if resume else None, 'amg', progress and rank == 0
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,8 +212,16 @@ def run(args: argparse.Namespace) -> int:
         generator = AutomaticMaskGenerator(sam, output_mode='coco_rle', **options)
     except ValueError as err:
         raise UsageError(str(err)) from err
+    rank, world_size = init_launcher(args.launcher, args.local_rank)
     report = amg_folder(
-        generator, args.input, args.out_dir, draw=not args.no_overlay, resume=not args.overwrite
+        generator,
+        args.input,
+        args.out_dir,
+        draw=not args.no_overlay,
+        resume=not args.overwrite,
+        rank=rank,
+        world_size=world_size,
     )
+    close_launcher(world_size)
     print(f'outputs in {args.out_dir}')
     return print_report(report)

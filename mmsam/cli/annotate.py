@@ -36,6 +36,7 @@ from ..apis.text_defaults import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD
 from ..structures.polygons import DEFAULT_POLYGON_MIN_IOU
 from ..utils.atomic_file import atomic_write_json, prepare_output_dir
 from .common import UsageError, check_device, dict_options, print_report
+from .distributed import close_launcher, init_launcher, run_on_main_after_all, shard
 from .folder_jobs import (
     BatchReport,
     file_stamp,
@@ -140,6 +141,8 @@ def auto_annotate(
     ann_file: str = 'annotations.json',
     sam_batch: int = 64,
     progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
     texts: Union[str, Sequence[str], None] = None,
     box_threshold: float = DEFAULT_BOX_THRESHOLD,
     text_threshold: float = DEFAULT_TEXT_THRESHOLD,
@@ -170,6 +173,10 @@ def auto_annotate(
         ann_file (str): Name of the COCO file in ``output_dir``.
         sam_batch (int): Boxes decoded together (bounds memory on big images).
         progress (bool): Show a progress bar.
+        rank (int): This process's rank: it annotates its share of the images
+            (:func:`~mmsam.cli.distributed.shard`); rank 0 writes the COCO file once
+            every rank is done.
+        world_size (int): The number of processes.
         texts (str | Sequence[str], optional): Segment what these phrases name
             (``'car . person'``): Grounding DINO finds the boxes, and the phrases
             (normalised, each once, in order) are the categories, ids ``1..K``. See
@@ -181,11 +188,12 @@ def auto_annotate(
             :func:`mmsam.apis.text_prompts.build_grounding_detector`).
 
     Returns:
-        AnnotateResult: ``ann_file`` (its path), counts, and the failed images with
-        their reasons. The COCO file has ``images`` (``file_name`` relative to
-        ``data``), ``annotations`` (``segmentation``, ``bbox`` XYWH of the mask,
-        ``area``, ``score`` of the detection, ``category_id``, ``iscrowd`` 0) and
-        ``categories`` (ids ``1..K`` for the detector's classes or the phrases).
+        AnnotateResult: ``ann_file`` (its path; ``''`` on ranks but 0), counts, and
+        the failed images with their reasons. The COCO file has ``images``
+        (``file_name`` relative to ``data``), ``annotations`` (``segmentation``,
+        ``bbox`` XYWH of the mask, ``area``, ``score`` of the detection,
+        ``category_id``, ``iscrowd`` 0) and ``categories`` (ids ``1..K`` for the
+        detector's classes or the phrases).
     """
     check_annotate_options(conf, mask_format, polygon_min_iou, polygon_tolerance)
     if texts is not None:
@@ -260,27 +268,29 @@ def auto_annotate(
         options.update(phrases=phrases, **text_settings)
     cache_dir = osp.join(output_dir, '.cache', key)
     annotator = _Annotator(detector, predictor, root, cache_dir, options, annotate)
-    report = run_over_images(images, annotator, annotator.is_done, 'annotate', progress)
-    failed = {path for path, _ in report.failed}
-    records = []
-    for path in images:
-        if path in failed:
-            continue
-        with open(annotator.cache_path(path), encoding='utf-8') as f:
-            records.append(json.load(f))
-    num_classes = max([len(class_names)] + [a['label'] + 1 for r in records for a in r['anns']])
-    names = class_names + [f'class_{i}' for i in range(len(class_names), num_classes)]
-    coco = _coco_from_records(records, names)
-    out_file = osp.join(output_dir, ann_file)
-    atomic_write_json(coco, out_file)
-    return AnnotateResult(
-        done=report.done,
-        skipped=report.skipped,
-        failed=report.failed,
-        ann_file=out_file,
-        num_images=len(coco['images']),
-        num_annotations=len(coco['annotations']),
-    )
+    mine = shard(images, rank, world_size)
+    report = run_over_images(mine, annotator, annotator.is_done, 'annotate', progress and rank == 0)
+    result = AnnotateResult(done=report.done, skipped=report.skipped, failed=report.failed)
+
+    def merge() -> None:
+        # every image finished by any rank, in the listing's order; the failed ones
+        # have no finished record and are left out
+        records = []
+        for path in images:
+            if annotator.is_done(path):
+                with open(annotator.cache_path(path), encoding='utf-8') as f:
+                    records.append(json.load(f))
+        labels = [a['label'] + 1 for r in records for a in r['anns']]
+        num_classes = max([len(class_names)] + labels)
+        names = class_names + [f'class_{i}' for i in range(len(class_names), num_classes)]
+        coco = _coco_from_records(records, names)
+        result.ann_file = osp.join(output_dir, ann_file)
+        atomic_write_json(coco, result.ann_file)
+        result.num_images = len(coco['images'])
+        result.num_annotations = len(coco['annotations'])
+
+    run_on_main_after_all(world_size, rank, merge)
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -302,6 +312,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f'bad --text: {err}') from err
     options = dict_options(args.det_cfg_options, '--det-cfg-options')
     device = check_device(args.device)
+    rank, world_size = init_launcher(args.launcher, args.local_rank)
     result = auto_annotate(
         args.data,
         args.det_model,
@@ -315,6 +326,8 @@ def run(args: argparse.Namespace) -> int:
         sam_weights=args.weights if args.weights else True,
         det_cfg_options=options,
         mask_format=args.mask_format,
+        rank=rank,
+        world_size=world_size,
         texts=args.text,
         box_threshold=args.box_threshold,
         text_threshold=args.text_threshold,
@@ -328,5 +341,9 @@ def run(args: argparse.Namespace) -> int:
             if value is not None
         },
     )
-    print(f'{result.ann_file}: {result.num_images} images, {result.num_annotations} annotations')
+    close_launcher(world_size)
+    if result.ann_file:  # rank 0
+        print(
+            f'{result.ann_file}: {result.num_images} images, {result.num_annotations} annotations'
+        )
     return print_report(result)

@@ -15,6 +15,7 @@ from ..apis.text_defaults import (
     DEFAULT_DET_MODEL,
     DEFAULT_TEXT_THRESHOLD,
 )
+from .distributed import add_launcher_args
 
 
 def _number(kind: type, low: float = -math.inf, high: float = math.inf, high_open=False):
@@ -115,6 +116,31 @@ def _add_text_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_embed_parser(sub) -> None:
+    emb = sub.add_parser('embed', help='write the image embeddings of a folder to a store')
+    emb.add_argument('input', help='image file or folder (searched recursively)')
+    emb.add_argument(
+        '--out',
+        required=True,
+        help='store folder: embeddings/<image file name>.safetensors per image and index.json',
+    )
+    emb.add_argument(
+        '--batch-size',
+        type=_number(int, 1),
+        default=1,
+        help='images per encoder call (default: 1)',
+    )
+    emb.add_argument(
+        '--dtype',
+        choices=('float16', 'float32'),
+        default='float16',
+        help='storage type of the embeddings (default: float16, half the size)',
+    )
+    emb.add_argument('--overwrite', action='store_true', help='redo every image (default: resume)')
+    _add_model_args(emb)
+    add_launcher_args(emb)
+
+
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser of ``mmsam`` and its sub-commands (``args.command`` names the one given)."""
     parser = _ArgumentParser(
@@ -190,6 +216,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     for name, default, kind in AMG_OPTIONS:
         group.add_argument(f'--{name}', type=kind, default=default, help=f'(default: {default:g})')
     _add_model_args(amg)
+    add_launcher_args(amg)
 
     ann = sub.add_parser(
         'annotate', help='detector boxes -> SAM masks -> a COCO instance-segmentation JSON'
@@ -240,7 +267,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         '(Douglas-Peucker); default 0, exact polygons',
     )
     _add_model_args(ann)
+    add_launcher_args(ann)
     _add_text_args(ann)
+    _add_embed_parser(sub)
 
     conv = sub.add_parser('convert', help='convert a SAM checkpoint to the mmsam layout')
     conv.add_argument('src', help='source checkpoint (.pth, .bin, .safetensors)')
