@@ -14,6 +14,10 @@ import importlib
 _EXPORTS = {
     'SAMPredictor': 'predictor',
     'AutomaticMaskGenerator': 'mask_generator',
+    'BatchSAMPredictor': 'batch_predictor',
+    'ImageEmbedding': 'batch_predictor',
+    'encode_images': 'batch_predictor',
+    'EmbeddingStore': 'embedding_store',
     'write_sa1b': 'sa1b',
     'read_sa1b': 'sa1b',
     'records_to_sa1b': 'sa1b',
