@@ -166,8 +166,11 @@ def build_grounding_detector(
         if not config.endswith('.py'):
             config, url = _resolve_mmdet_name(config)
             det_weights = det_weights or url
-        _check_grounding_config(config)
         options = dict(cfg_options or {})
+        if _check_grounding_config(config).model.get('encoder', {}).get('num_cp', 0):
+            # activation checkpointing (MM-Grounding-DINO's configs) saves training memory
+            # only and needs fairscale; inference does without (same state dict keys)
+            options.setdefault('model.encoder.num_cp', 0)
         if text_encoder is not None:
             _check_text_encoder_folder(os.fspath(text_encoder))
             options['model.language_model.name'] = os.fspath(text_encoder)
@@ -195,18 +198,20 @@ def build_grounding_detector(
     return model.to(device).eval()
 
 
-def _check_grounding_config(config: str) -> None:
-    """Refuse a config whose model is not a Grounding DINO before anything is built."""
+def _check_grounding_config(config: str):
+    """The config, refused unless its model is a Grounding DINO (before anything is built)."""
     from mmengine.config import Config
 
     if not osp.isfile(config):
         raise FileNotFoundError(f'detector config not found: {config}')
-    model_type = str(Config.fromfile(config).get('model', {}).get('type', ''))
+    cfg = Config.fromfile(config)
+    model_type = str(cfg.get('model', {}).get('type', ''))
     if model_type.split('.')[-1] != 'GroundingDINO':
         raise ValueError(
             f'det_model must be a Grounding DINO (a text-prompted detector); the model of '
             f'{config} is {model_type or "not set"}'
         )
+    return cfg
 
 
 def _check_text_encoder_folder(path: str) -> None:

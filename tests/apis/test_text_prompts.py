@@ -189,3 +189,13 @@ def test_text_encoder_override_and_errors(setup, tmp_path, monkeypatch):
         segment_by_text(setup['image'], 'car', setup['sam'], setup['detector'], None, 1.5)
     with pytest.raises(ValueError, match='not an mmdet model name'):
         build_grounding_detector('no_such_detector', device='cpu')
+
+
+def test_activation_checkpointing_configs_build_without_fairscale(setup, all_detections):
+    """MM-Grounding-DINO's configs set encoder.num_cp (fairscale, a training-memory option)."""
+    config = setup['tmp'] / 'with_num_cp.py'
+    config.write_text(f'_base_ = [{setup["config"]!r}]\nmodel = dict(encoder=dict(num_cp=1))\n')
+    detector = build_grounding_detector(str(config), setup['checkpoint'], 'cpu')
+    boxes, scores, labels = detect_by_text(detector, setup['image'], PHRASES, 0.0, 0.0, 10**6)
+    np.testing.assert_allclose(scores, all_detections[1], atol=1e-6)
+    np.testing.assert_array_equal(labels, all_detections[2])
