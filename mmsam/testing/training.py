@@ -3,7 +3,7 @@
 import json
 import os
 import os.path as osp
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -69,6 +69,88 @@ def tiny_recipe(name: str, **train_cfg) -> Config:
     cfg.model.train_cfg.prompt_simulation.update(num_point_rounds=2, num_mask_only_rounds=1)
     cfg.model.train_cfg.update(train_cfg)
     return cfg
+
+
+def write_tiny_train_config(
+    path: Union[str, os.PathLike],
+    data_root: str,
+    *,
+    epochs: int,
+    batch: int,
+    recipe: str = DECODER_FT,
+    train_cfg: Optional[dict] = None,
+    flip: float = 0.0,
+    lr: float = 1e-4,
+    test_prompts: str = 'point',
+    val_interval: Optional[int] = None,
+    extra: str = '',
+) -> str:
+    """Write a training config: a recipe of ``configs/sam/`` with the tiny SAM on a
+    dataset of :func:`mmsam.testing.shapes_dataset.make_shapes_dataset`.
+
+    Args:
+        path: the config file to write.
+        data_root: the dataset root (ending with ``/``).
+        epochs: ``train_cfg.max_epochs``.
+        batch: images per training batch (per process).
+        recipe: the recipe's file name in ``configs/sam/``.
+        train_cfg: the model's ``train_cfg`` (default: 3 instances per image, one point
+            round and one mask-only round).
+        flip: ``RandomFlip`` probability.
+        lr: the optimizer's learning rate (no lr schedule).
+        test_prompts: ``'point'`` (one click per instance, mIoU) or ``'box'`` (the
+            ground-truth boxes) for validation and ``tools/test.py``.
+        val_interval: epochs between validations (default: once, at the end).
+        extra: more config lines, appended.
+
+    Returns:
+        str: ``path``.
+    """
+    model = tiny_model_overrides({}, for_merge=True)
+    model['train_cfg'] = train_cfg or dict(
+        max_instances_per_image=3,
+        prompt_simulation=dict(num_point_rounds=1, num_mask_only_rounds=1),
+    )
+    prompts = {'point': 'PointPromptsFromGT', 'box': 'BoxPromptsFromGT'}[test_prompts]
+    text = f"""
+_base_ = [{osp.join(CONFIGS, recipe)!r}]
+custom_imports = dict(imports=['mmsam.registration', 'mmsam.testing.training'],
+                      allow_failed_imports=False)
+model = {model!r}
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=True),
+    dict(type='Resize', scale=({IMG_SIZE}, {IMG_SIZE}), keep_ratio=True),
+    dict(type='RandomFlip', prob={flip}),
+    dict(type='BoxPromptsFromGT'),
+    dict(type='PackSAMInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'flip', 'flip_direction')),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=True),
+    dict(type={prompts!r}),
+    dict(type='PackSAMInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape')),
+]
+train_dataloader = dict(batch_size={batch}, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={data_root!r}, ann_file='annotations/instances_train.json',
+                 data_prefix=dict(img='train/'), pipeline=train_pipeline))
+_eval_data = dict(data_root={data_root!r}, ann_file='annotations/instances_val.json',
+                  data_prefix=dict(img='val/'), pipeline=test_pipeline)
+val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=_eval_data)
+test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=_eval_data)
+train_cfg = dict(max_epochs={epochs}, val_interval={val_interval or epochs})
+param_scheduler = []
+optim_wrapper = dict(optimizer=dict(lr={lr}))
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=1, max_keep_ckpts=-1, save_best=None))
+log_processor = dict(window_size=1)
+custom_hooks = [dict(type='PlainCheckpointHook'), dict(type='RecordLossHook')]
+{extra}
+"""
+    with open(path, 'w') as f:
+        f.write(text)
+    return str(path)
 
 
 def shapes_batch(seed: int = 0, num_images: int = 2, size=(40, 60)):

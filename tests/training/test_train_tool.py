@@ -9,7 +9,6 @@ import glob
 import json
 import os
 import os.path as osp
-import re
 import shutil
 import subprocess
 import sys
@@ -22,51 +21,10 @@ from mmengine.registry import DefaultScope
 
 import mmsam.registration  # noqa: F401
 from mmsam.testing.shapes_dataset import make_shapes_dataset
-from mmsam.testing.training import CONFIGS, DECODER_FT, IMG_SIZE, REPO, tiny_model_overrides
+from mmsam.testing.training import REPO, write_tiny_train_config
 from mmsam.utils.checkpoint_io import load_checkpoint_file, save_checkpoint
 
 SIZE = (96, 128)
-
-
-def _config(path, data_root, *, epochs, batch, recipe=DECODER_FT, flip=0.0, lr=1e-4, extra=''):
-    model = tiny_model_overrides({}, for_merge=True)
-    model['train_cfg'] = dict(
-        max_instances_per_image=3,
-        prompt_simulation=dict(num_point_rounds=1, num_mask_only_rounds=1),
-    )
-    text = f"""
-_base_ = [{osp.join(CONFIGS, recipe)!r}]
-custom_imports = dict(imports=['mmsam.registration', 'mmsam.testing.training'],
-                      allow_failed_imports=False)
-model = {model!r}
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=True),
-    dict(type='Resize', scale=({IMG_SIZE}, {IMG_SIZE}), keep_ratio=True),
-    dict(type='RandomFlip', prob={flip}),
-    dict(type='BoxPromptsFromGT'),
-    dict(type='PackSAMInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'flip', 'flip_direction')),
-]
-train_dataloader = dict(batch_size={batch}, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={data_root!r}, ann_file='annotations/instances_train.json',
-                 data_prefix=dict(img='train/'), pipeline=train_pipeline))
-_eval_data = dict(data_root={data_root!r}, ann_file='annotations/instances_val.json',
-                  data_prefix=dict(img='val/'))
-val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=_eval_data)
-test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=_eval_data)
-train_cfg = dict(max_epochs={epochs}, val_interval={epochs})
-param_scheduler = []
-optim_wrapper = dict(optimizer=dict(lr={lr}))
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval=1, max_keep_ckpts=-1, save_best=None))
-log_processor = dict(window_size=1)
-custom_hooks = [dict(type='PlainCheckpointHook'), dict(type='RecordLossHook')]
-{extra}
-"""
-    with open(path, 'w') as f:
-        f.write(text)
-    return str(path)
 
 
 def _run(cmd, env_extra=None, timeout=600):
@@ -108,7 +66,9 @@ def _assert_same_weights(a, b, atol, skip_key_biases=False):
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('train_tool')
     data = make_shapes_dataset(str(tmp / 'shapes'), num_train=8, num_val=6, size=SIZE, seed=0)
-    cfg = Config.fromfile(_config(tmp / 'init.py', data['data_root'], epochs=1, batch=1))
+    cfg = Config.fromfile(
+        write_tiny_train_config(tmp / 'init.py', data['data_root'], epochs=1, batch=1)
+    )
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
@@ -131,8 +91,8 @@ def _train(setup, name, cfg_path, *extra, nproc=1):
 
 def test_two_processes_match_one_and_resume_is_exact(setup):
     tmp = setup['tmp']
-    one = _config(tmp / 'one.py', setup['root'], epochs=2, batch=2)
-    two = _config(tmp / 'two.py', setup['root'], epochs=2, batch=1)
+    one = write_tiny_train_config(tmp / 'one.py', setup['root'], epochs=2, batch=2)
+    two = write_tiny_train_config(tmp / 'two.py', setup['root'], epochs=2, batch=1)
     single = _train(setup, 'single', one)
     double = _train(setup, 'double', two, nproc=2)
     curve1, curve2 = _losses(single), _losses(double)
@@ -161,20 +121,11 @@ def test_two_processes_match_one_and_resume_is_exact(setup):
     _assert_same_weights(final1, _weights(osp.join(resumed, 'epoch_2.pth')), atol=0)
 
 
-def _test_miou(setup, cfg_path, checkpoint, name):
-    work_dir = str(setup['tmp'] / name)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    out = _run([sys.executable, 'tools/test.py', cfg_path, checkpoint, '--work-dir', work_dir])
-    found = re.findall(r'coco/mIoU@1: ([0-9.]+)', out)
-    assert found, out[-3000:]
-    return float(found[-1])
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason='--amp uses AmpOptimWrapper on a GPU')
 def test_amp_on_the_cpu_trains_with_bfloat16_autocast(setup):
     """mmengine's AmpOptimWrapper refuses a CPU-only machine: --amp there means bfloat16
     autocast without loss scaling (CPUAmpOptimWrapper); the run trains and saves."""
-    cfg_path = _config(setup['tmp'] / 'amp.py', setup['root'], epochs=1, batch=2)
+    cfg_path = write_tiny_train_config(setup['tmp'] / 'amp.py', setup['root'], epochs=1, batch=2)
     work_dir = str(setup['tmp'] / 'amp')
     shutil.rmtree(work_dir, ignore_errors=True)
     args = ['--work-dir', work_dir, '--amp', '--cfg-options', f'load_from={setup["checkpoint"]}']
