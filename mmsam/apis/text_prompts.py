@@ -23,6 +23,7 @@ ambiguous: one mask, ``multimask_output=False``).
 
 import os
 import os.path as osp
+import pickle
 import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
@@ -177,6 +178,12 @@ def build_grounding_detector(
         options = options or None
         try:
             model = build_detector(config, det_weights, device=device, cfg_options=options)
+        except pickle.UnpicklingError as err:  # torch.load(weights_only=True) refused it
+            from ..utils.checkpoint_io import CheckpointLoadError, _reason
+
+            raise CheckpointLoadError(
+                f'the detector weights {det_weights!r} do not load ({_reason(err)})'
+            ) from err
         except (OSError, ValueError) as err:  # ValueError: huggingface_hub's bad repo ids
             if not _raised_by_text_encoder(err):
                 raise

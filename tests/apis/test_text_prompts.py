@@ -169,6 +169,14 @@ def test_text_encoder_override_and_errors(setup, tmp_path, monkeypatch):
         setup['config'], setup['checkpoint'], 'cpu', text_encoder=setup['bert']
     )
     assert detector.language_model.tokenizer.name_or_path == setup['bert']
+    # weights with pickled objects are refused (weights_only=True), naming the file
+    import datetime
+
+    pickled = str(tmp_path / 'pickled.pth')
+    state = torch.load(setup['checkpoint'], weights_only=True)
+    torch.save(dict(state, meta=dict(date=datetime.date(2024, 1, 1))), pickled)
+    with pytest.raises(ValueError, match="detector weights '.*pickled.pth' do not load"):
+        build_grounding_detector(setup['config'], pickled, 'cpu')
     missing = str(tmp_path / 'no_bert')
     with pytest.raises(OSError, match='text encoder .*no_bert is not a BERT folder.*--text-enc'):
         build_grounding_detector(setup['config'], setup['checkpoint'], 'cpu', missing)
