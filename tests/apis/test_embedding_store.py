@@ -110,8 +110,13 @@ def test_store_readable_without_mmsam(model, images, stores):
     np.testing.assert_array_equal(array, predictor.features[0].numpy().astype(np.float16))
 
 
-def test_other_weights_refused(images, stores):
-    other = build_sam_pair('tiny', img_size=IMG_SIZE, window_size=4, seed=2)[1]
+@pytest.fixture(scope='module')
+def other():
+    """The same architecture with other weights."""
+    return build_sam_pair('tiny', img_size=IMG_SIZE, window_size=4, seed=2)[1]
+
+
+def test_other_weights_refused(images, stores, other):
     with pytest.raises(EmbeddingStoreError, match='holds embeddings of model tiny-test'):
         stores['float32'].set_image(SAMPredictor(other), 'a.png')
     bigger = build_sam_pair('tiny', img_size=320, window_size=4, seed=1)[1]
@@ -153,3 +158,19 @@ def test_onnx_predictor_from_store(model, images, stores, tmp_path):
     np.testing.assert_allclose(scores, ref[1], atol=1e-3, rtol=0)
     with pytest.raises(EmbeddingStoreError, match='not of this model'):
         store.set_image(onnx, 'a.png', encoder_sha256='0' * 64)
+
+
+def test_embed_folder_resumes_and_refuses_another_encoder(model, other, tmp_path):
+    from PIL import Image
+
+    from mmsam.cli.embed import embed_folder
+
+    data, out = tmp_path / 'data', str(tmp_path / 'store')
+    data.mkdir()
+    Image.fromarray(smooth_image(40, 50, seed=1)).save(data / 'x.png')
+    first = embed_folder(model, str(data), out, 'tiny-test', dtype='float32')
+    assert (len(first.done), len(first.skipped), first.num_images) == (1, 0, 1)
+    again = embed_folder(model, str(data), out, 'tiny-test', dtype='float32')
+    assert (len(again.done), len(again.skipped), again.num_images) == (0, 1, 1)
+    with pytest.raises(EmbeddingStoreError, match='holds embeddings of model tiny-test'):
+        embed_folder(other, str(data), out, 'other')
