@@ -38,6 +38,12 @@ IMAGE_SUFFIXES = (
 
 PathOrArray = Union[str, os.PathLike, np.ndarray, Image.Image]
 
+#: 8-bit PIL modes that ``mmcv.imfrombytes(..., 'color', 'rgb', backend='pillow')``
+#: decodes as described above (EXIF orientation, then PIL's RGB conversion, alpha of
+#: ``RGBA`` dropped); the other modes (16-bit, 32-bit, float, ``LA``/``PA``) are
+#: mmsam's own (see :func:`load_image`).
+_MMCV_MODES = ('RGB', 'RGBA', 'L', '1', 'P', 'CMYK', 'YCbCr')
+
 
 class ImageReadError(ValueError):
     """A file exists but is not a readable, non-empty image."""
@@ -125,6 +131,13 @@ def load_image(path_or_array: PathOrArray) -> np.ndarray:
     See the module docstring for the conversions (EXIF orientation applied, alpha
     dropped, 16-bit scaled to 8-bit, grayscale and palette expanded).
 
+    8-bit files are decoded by ``mmcv.imfrombytes`` (Pillow backend), as OpenMMLab's
+    pipelines read them. What mmsam adds where mmcv lacks it: 16-bit, 32-bit integer and
+    float images scaled to 8 bits (mmcv's Pillow conversion clips them at 255), ``LA`` /
+    ``PA`` alpha dropped (mmcv paints ``LA`` over a grey-brown background), arrays and
+    PIL images taken as well, and a missing, empty, truncated or unidentified file
+    reported by name (:class:`ImageReadError`).
+
     Args:
         path_or_array (str | os.PathLike | np.ndarray | PIL.Image.Image): A file
             path, an array in RGB(A) order (see :func:`to_rgb_uint8`), or a PIL image.
@@ -154,6 +167,12 @@ def load_image(path_or_array: PathOrArray) -> np.ndarray:
         raise ImageReadError(f'image file is empty (0 bytes): {path}')
     try:
         with Image.open(path) as img:
+            if img.mode in _MMCV_MODES and img.width and img.height:
+                import mmcv
+
+                with open(path, 'rb') as f:
+                    content = f.read()
+                return mmcv.imfrombytes(content, 'color', 'rgb', backend='pillow')
             img = ImageOps.exif_transpose(img)
             return _pil_to_rgb_uint8(img, f'image {path}')
     except UnidentifiedImageError as err:
@@ -177,8 +196,9 @@ def list_images(path: Union[str, os.PathLike], recursive: bool = True) -> List[s
         recursive (bool): Also look in sub-folders.
 
     Returns:
-        list[str]: Paths whose suffix is in :data:`IMAGE_SUFFIXES` (any case); a file
-        given directly is returned whatever its suffix, so that reading it reports it.
+        list[str]: Paths whose suffix is in :data:`IMAGE_SUFFIXES` (any case), hidden
+        files (``.name``) left out (``mmengine.utils.scandir``); a file given directly is
+        returned whatever its suffix, so that reading it reports it.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -188,10 +208,7 @@ def list_images(path: Union[str, os.PathLike], recursive: bool = True) -> List[s
         raise FileNotFoundError(f'no such image file or folder: {path}')
     if os.path.isfile(path):
         return [path]
-    pattern = '**/*' if recursive else '*'
-    files = [
-        str(p)
-        for p in Path(path).glob(pattern)
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith('.')
-    ]
-    return sorted(files)
+    from mmengine.utils import scandir  # hidden files left out, suffixes in any case
+
+    found = scandir(path, IMAGE_SUFFIXES, recursive=recursive, case_sensitive=False)
+    return sorted(str(Path(path) / rel) for rel in found)

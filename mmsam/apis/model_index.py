@@ -1,6 +1,6 @@
 """The pre-defined SAM models: names, configs and weights from ``model-index.yml``.
 
-Light on purpose (PyYAML only; no torch, mmengine, mmdet or mmpretrain), so that
+Light on purpose (``modelindex`` only; no torch, mmengine, mmdet or mmpretrain), so that
 :func:`mmsam.list_models` and the command line's help answer at once.
 :mod:`mmsam.apis.model_zoo` builds the models.
 """
@@ -10,8 +10,6 @@ import difflib
 import fnmatch
 from pathlib import Path
 from typing import Dict, List, Optional
-
-import yaml
 
 #: The model the command line and :func:`mmsam.cli.annotate.auto_annotate` use by default.
 DEFAULT_MODEL = 'sam_vit-base-p16_3rdparty_sa1b-1024px'
@@ -40,22 +38,23 @@ def model_index_path() -> Path:
 _MODELS: Dict[str, dict] = {}
 
 
-def _read_yaml(path: Path) -> dict:
-    with open(path, encoding='utf-8') as f:
-        return yaml.safe_load(f) or {}
-
-
 def _load_index() -> Dict[str, dict]:
-    """Name (lower case) -> metainfo dict with an absolute ``Config`` path."""
+    """Name (lower case) -> metainfo dict with an absolute ``Config`` path.
+
+    Read with ``modelindex`` (OpenMMLab's model-index reader, as ``mmpretrain.get_model``
+    does): ``model-index.yml`` imports each ``configs/*/metafile.yml``.
+    """
     if _MODELS:
         return _MODELS
+    from modelindex.load_model_index import load
+
     index_path = model_index_path()
     root = index_path.parent
-    for rel in _read_yaml(index_path).get('Import', []):
-        for meta in _read_yaml(root / rel).get('Models', []):
-            info = dict(meta)
-            info['Config'] = str(root / info['Config'])
-            _MODELS[info['Name'].lower()] = info
+    for model in load(str(index_path)).models:
+        info = dict(model.data)
+        info['Metadata'] = dict(model.metadata.data) if model.metadata is not None else {}
+        info['Config'] = str(root / model.config)
+        _MODELS[model.name.lower()] = info
     return _MODELS
 
 

@@ -51,35 +51,6 @@ class BatchReport:
         return '\n'.join(lines)
 
 
-class _Progress:
-    """tqdm when installed, else mmengine's ProgressBar, else nothing."""
-
-    def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        self._bar = None
-        self._tqdm = False
-        if not enabled or total <= 1:
-            return
-        try:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc=desc, unit='img', file=sys.stderr)
-            self._tqdm = True
-        except ImportError:
-            from mmengine.utils import ProgressBar
-
-            self._bar = ProgressBar(total, file=sys.stderr)
-
-    def update(self) -> None:
-        if self._bar is not None:
-            self._bar.update()
-
-    def close(self) -> None:
-        if self._tqdm:
-            self._bar.close()
-        elif self._bar is not None:
-            sys.stderr.write('\n')
-
-
 def run_over_images(
     images: Sequence[str],
     process: Callable[[str], None],
@@ -101,8 +72,11 @@ def run_over_images(
     Returns:
         BatchReport: What was processed, skipped and failed (with the reason).
     """
+    from tqdm import tqdm  # the one progress bar of mmsam (a runtime requirement)
+
     report = BatchReport()
-    bar = _Progress(len(images), desc, progress)
+    show = progress and len(images) > 1
+    bar = tqdm(total=len(images), desc=desc, unit='img', file=sys.stderr, disable=not show)
     try:
         for path in images:
             if is_done is not None and is_done(path):

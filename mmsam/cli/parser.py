@@ -5,9 +5,11 @@ importing torch; the options are checked here, before anything is loaded.
 """
 
 import argparse
+import ast
 import math
 import re
-from typing import Optional
+from pathlib import Path
+from typing import Any, Dict, Optional
 
 from ..apis.model_index import DEFAULT_MODEL
 from ..apis.text_defaults import (
@@ -38,21 +40,70 @@ def _number(kind: type, low: float = -math.inf, high: float = math.inf, high_ope
     return parse
 
 
-#: ``mmsam amg`` options: ``AutomaticMaskGenerator`` arguments (``-`` for ``_``), with
-#: their default and the values they accept (checked before anything is loaded).
-AMG_OPTIONS = (
-    ('points-per-side', 32, _number(int, 1)),
-    ('points-per-batch', 64, _number(int, 1)),
-    ('pred-iou-thresh', 0.88, _number(float)),
-    ('stability-score-thresh', 0.95, _number(float)),
-    ('stability-score-offset', 1.0, _number(float)),
-    ('box-nms-thresh', 0.7, _number(float, 0, 1)),
-    ('crop-n-layers', 0, _number(int, 0)),
-    ('crop-nms-thresh', 0.7, _number(float, 0, 1)),
-    ('crop-overlap-ratio', 512 / 1500, _number(float, 0, 1, high_open=True)),
-    ('crop-n-points-downscale-factor', 1, _number(int, 1)),
-    ('min-mask-region-area', 0, _number(int, 0)),
+_SAFE_DEFAULT_NODES = (
+    ast.Expression,
+    ast.Constant,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.operator,
+    ast.unaryop,
 )
+
+
+def signature_defaults(module: str, function: str) -> Dict[str, Any]:
+    """The default arguments of a function of mmsam, read from its source, not imported.
+
+    ``mmsam --help`` must not import torch; reading the defaults this way keeps one
+    place for them (the API's signature) without importing the API.
+
+    Args:
+        module (str): The module's name relative to ``mmsam`` (``'apis.mask_generator'``).
+        function (str): ``'name'`` or ``'Class.method'``.
+
+    Returns:
+        dict: Argument name -> default, for the defaults that are literals or
+        arithmetic on literals (``512 / 1500``).
+    """
+    path = Path(__file__).resolve().parents[1].joinpath(*module.split('.')).with_suffix('.py')
+    body = ast.parse(path.read_text(encoding='utf-8')).body
+    node = None
+    for part in function.split('.'):
+        node = next(n for n in body if getattr(n, 'name', None) == part)
+        body = node.body
+    args = node.args
+    positional = args.posonlyargs + args.args
+    pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
+    pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    defaults = {}
+    for arg, value in pairs:
+        expression = ast.Expression(value)
+        if all(isinstance(n, _SAFE_DEFAULT_NODES) for n in ast.walk(expression)):
+            code = compile(expression, str(path), 'eval')
+            defaults[arg.arg] = eval(code, {'__builtins__': {}})  # literals only
+    return defaults
+
+
+#: ``AutomaticMaskGenerator``'s defaults (its signature is the one place for them).
+AMG_DEFAULTS = signature_defaults('apis.mask_generator', 'AutomaticMaskGenerator.__init__')
+
+#: ``mmsam amg`` options: ``AutomaticMaskGenerator`` arguments (``-`` for ``_``), with
+#: the values they accept (checked before anything is loaded); defaults: :data:`AMG_DEFAULTS`.
+AMG_OPTIONS = (
+    ('points-per-side', _number(int, 1)),
+    ('points-per-batch', _number(int, 1)),
+    ('pred-iou-thresh', _number(float)),
+    ('stability-score-thresh', _number(float)),
+    ('stability-score-offset', _number(float)),
+    ('box-nms-thresh', _number(float, 0, 1)),
+    ('crop-n-layers', _number(int, 0)),
+    ('crop-nms-thresh', _number(float, 0, 1)),
+    ('crop-overlap-ratio', _number(float, 0, 1, high_open=True)),
+    ('crop-n-points-downscale-factor', _number(int, 1)),
+    ('min-mask-region-area', _number(int, 0)),
+)
+
+#: ``auto_annotate``'s defaults (the folder job of ``mmsam annotate``).
+ANNOTATE_DEFAULTS = signature_defaults('cli.annotate', 'auto_annotate')
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -213,7 +264,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         'model and options)',
     )
     group = amg.add_argument_group('automatic mask generator options')
-    for name, default, kind in AMG_OPTIONS:
+    for name, kind in AMG_OPTIONS:
+        default = AMG_DEFAULTS[name.replace('-', '_')]
         group.add_argument(f'--{name}', type=kind, default=default, help=f'(default: {default:g})')
     _add_model_args(amg)
     add_launcher_args(amg)
@@ -243,11 +295,14 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     ann.add_argument(
         '--conf',
         type=_number(float, 0, 1),
-        default=0.25,
+        default=ANNOTATE_DEFAULTS['conf'],
         help='detection score threshold (with --text: --box-threshold, --text-threshold)',
     )
     ann.add_argument(
-        '--max-det', type=_number(int, 1), default=300, help='detections per image at most'
+        '--max-det',
+        type=_number(int, 1),
+        default=ANNOTATE_DEFAULTS['max_det'],
+        help='detections per image at most',
     )
     ann.add_argument('--classes', type=int, nargs='+', default=None, help='class indices to keep')
     ann.add_argument('--mask-format', choices=('rle', 'polygon'), default='rle')

@@ -131,3 +131,23 @@ def test_list_images(tmp_path):
 
 def test_writable():
     assert load_image(_rgb()).flags.writeable
+
+
+def test_8bit_files_go_through_mmcv_and_16bit_through_mmsam(tmp_path, monkeypatch):
+    import mmcv
+
+    calls = []
+    decode = mmcv.imfrombytes
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get('backend'))
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(mmcv, 'imfrombytes', spy)
+    rgb = _rgb()
+    Image.fromarray(rgb).convert('CMYK').save(tmp_path / 'c.jpg', quality=100)
+    expected = np.asarray(Image.open(tmp_path / 'c.jpg').convert('RGB'))
+    np.testing.assert_array_equal(load_image(tmp_path / 'c.jpg'), expected)
+    assert calls == ['pillow']
+    Image.fromarray(np.full((2, 3), 65535, np.uint16)).save(tmp_path / 'd.png')
+    assert (load_image(tmp_path / 'd.png') == 255).all() and calls == ['pillow']

@@ -74,6 +74,15 @@ def test_coco_rle_matches_official():
     assert masks_to_coco_rle(np.zeros((0, 3, 3), bool)) == []
 
 
+def test_coco_rle_equals_mmdet_encode_mask_results():
+    from mmdet.structures.mask import encode_mask_results
+
+    masks = random_masks(seed=2).numpy()
+    ref = encode_mask_results(list(masks))  # mmdet's per-mask pycocotools encoding
+    ours = masks_to_coco_rle(masks)  # one pycocotools call for all masks
+    assert [dict(r, counts=r['counts'].decode()) for r in ref] == ours
+
+
 def test_rle_errors():
     with pytest.raises(ValueError, match='counts sum to 5'):
         rle_to_mask({'size': [2, 3], 'counts': [1, 4]})
