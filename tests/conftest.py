@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -42,6 +43,24 @@ def no_leaked_default_scope(request):
     if after is not before:
         name = after.scope_name if after is not None else None
         pytest.fail(f'{request.node.nodeid} left the global default scope set to {name!r}')
+
+
+@pytest.fixture(autouse=True)
+def mmengine_loggers_write_to_the_current_stderr():
+    """Point mmengine loggers made under an earlier test's ``capsys`` at today's stderr.
+
+    An ``MMLogger`` keeps the ``sys.stderr`` of the test that created it; once that
+    test's capture is closed, a later warning would print a ``Logging error`` traceback
+    (and fail tests that expect one clean error line) depending on the test order.
+    """
+    from mmengine.logging import MMLogger
+
+    for logger in list(MMLogger._instance_dict.values()):
+        for handler in logger.handlers:
+            stream = getattr(handler, 'stream', None)
+            if isinstance(handler, logging.StreamHandler) and getattr(stream, 'closed', False):
+                handler.stream = sys.stderr  # setStream would flush the closed one
+    yield
 
 
 @pytest.fixture
