@@ -290,6 +290,13 @@ def detect_by_text(
     phrases = list(phrases)
     if max_det is None:
         max_det = int(detector.test_cfg.get('max_per_img', 300))
+    tokenized, caption, tokens_positive, _ = detector.get_tokens_and_prompts(phrases, True)
+    max_tokens = detector.bbox_head.max_text_len
+    if tokenized['input_ids'].shape[-1] > max_tokens:
+        raise ValueError(
+            f'the text prompt is {tokenized["input_ids"].shape[-1]} tokens long, the detector '
+            f'reads at most {max_tokens}: give fewer phrases per run'
+        )
     with detector_scope():
         data = _test_pipeline(detector)(
             dict(img=np.ascontiguousarray(rgb[..., ::-1]), img_id=0)  # mmdet reads BGR
@@ -298,7 +305,6 @@ def detect_by_text(
             dict(inputs=[data['inputs']], data_samples=[data['data_samples']]), False
         )
         inputs, samples = data['inputs'], data['data_samples']
-        tokenized, caption, tokens_positive, _ = detector.get_tokens_and_prompts(phrases, True)
         token_map, _ = detector.get_positive_map(tokenized, tokens_positive)
         text = detector.language_model([caption])
         if detector.text_feat_map is not None:

@@ -193,6 +193,9 @@ def test_text_encoder_override_and_errors(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(bert, 'AutoTokenizer', Offline)
     with pytest.raises(OSError, match='text encoder bert-base-uncased .*--text-encoder'):
         build_grounding_detector(setup['config'], setup['checkpoint'], 'cpu', 'bert-base-uncased')
+    long_text = ' . '.join(f'{a}{b}' for a in 'abcdefghijklmnop' for b in 'abcdefghijklmnop')
+    with pytest.raises(ValueError, match='tokens long, the detector reads at most 256'):
+        detect_by_text(setup['detector'], setup['image'], parse_text_prompt(long_text))
     with pytest.raises(ValueError, match='box_threshold must be in'):
         segment_by_text(setup['image'], 'car', setup['sam'], setup['detector'], None, 1.5)
     with pytest.raises(ValueError, match='not an mmdet model name'):
