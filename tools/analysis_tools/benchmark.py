@@ -19,6 +19,15 @@ logits), ``predictor`` (``set_image`` + ``predict`` of one point), ``amg_default
 ``pred_iou_thresh = stability_score_thresh = 0.5``). Official rows are skipped when
 ``segment_anything`` is not installed; predictor/AMG rows when mmsam's
 ``SAMPredictor``/``AutomaticMaskGenerator`` cannot be imported.
+
+``--model mobile_sam`` times MobileSAM instead: the official rows run the reference
+``mobile_sam`` package (``sam_model_registry['vit_t']``), mmsam's rows the config
+``configs/mobile_sam/mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px.py``, both on the same
+seeded weights (``--arch`` and the sizes do not apply). ``--vit-baseline base`` adds mmsam's
+SAM ViT-B (random weights) to the same run, for the encoder and AMG cases::
+
+    python tools/analysis_tools/benchmark.py --model mobile_sam --vit-baseline base \
+        --cases encoder_b1,amg_default --runs 3
 """
 
 import argparse
@@ -46,11 +55,26 @@ CASES = (
     'amg_relaxed',
 )
 IMPLS = ('official', 'mmsam')
+#: the extra implementation ``--vit-baseline`` adds (mmsam's SAM with a ViT encoder)
+VIT_BASELINE = 'mmsam_vit'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Benchmark mmsam against the official SAM')
     parser.add_argument('--arch', default='base', help='tiny, small, base, large or huge')
+    parser.add_argument(
+        '--model',
+        default='sam',
+        choices=['sam', 'mobile_sam'],
+        help='sam (official segment_anything vs mmsam, --arch sizes) or mobile_sam '
+        '(official mobile_sam vs mmsam MobileSAM, 1024 px)',
+    )
+    parser.add_argument(
+        '--vit-baseline',
+        default=None,
+        metavar='ARCH',
+        help='also time mmsam SAM with this ViT (e.g. base) in the same run (encoder, AMG)',
+    )
     parser.add_argument('--img-size', type=int, default=1024, help='model input side')
     parser.add_argument('--window-size', type=int, default=14)
     parser.add_argument('--device', default='cpu')
@@ -77,6 +101,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.cases = cases
     if args.runs < 1 or args.warmup < 0:
         parser.error('--runs must be >= 1 and --warmup >= 0')
+    if args.model == 'mobile_sam':
+        args.img_size = 1024  # the reference TinyViT is made for 1024 px inputs
     return args
 
 
@@ -86,9 +112,12 @@ def _image(h: int, w: int, seed: int) -> np.ndarray:
     return smooth_image(h, w, seed=seed)
 
 
-def _official_available() -> bool:
+def _official_available(model: str = 'sam') -> bool:
     try:
-        import segment_anything  # noqa: F401
+        if model == 'mobile_sam':
+            import mobile_sam  # noqa: F401
+        else:
+            import segment_anything  # noqa: F401
     except ImportError:
         return False
     return True
@@ -102,6 +131,31 @@ def build_models(args: argparse.Namespace, impls=IMPLS, randomize: bool = True) 
     from mmsam.testing import build_official_sam, official_to_mmsam, sam_model_cfg
 
     models = {}
+    if VIT_BASELINE in impls:
+        from mmsam.testing import build_sam_pair
+
+        vit = build_sam_pair(args.vit_baseline, 1024, 14, seed=args.seed)[1]
+        vit.set_speed_options(
+            autocast_dtype=None if args.dtype in ('float32', 'fp32') else args.dtype
+        )
+        models[VIT_BASELINE] = vit.to(args.device)
+    if args.model == 'mobile_sam':
+        from mmsam.testing.mobile_sam_parity import (
+            build_official_mobile_sam,
+            official_to_mmsam_mobile,
+        )
+
+        official = build_official_mobile_sam(seed=args.seed)
+        if 'mmsam' in impls:
+            ours = official_to_mmsam_mobile(official)
+            ours.set_speed_options(
+                autocast_dtype=None if args.dtype in ('float32', 'fp32') else args.dtype,
+                compile=args.compile,
+            )
+            models['mmsam'] = ours.to(args.device)
+        if 'official' in impls:
+            models['official'] = official.to(args.device)
+        return models
     official = None
     if 'official' in impls or randomize:
         official = build_official_sam(
@@ -160,7 +214,9 @@ def make_case(case: str, impl: str, model, args: argparse.Namespace) -> Optional
     image = _image(*args.image_hw, seed=args.seed)
     point = np.array([[args.image_hw[1] * 0.4, args.image_hw[0] * 0.5]])
     if case == 'predictor':
-        if impl == 'official':
+        if impl == 'official' and args.model == 'mobile_sam':
+            from mobile_sam import SamPredictor as Predictor
+        elif impl == 'official':
             from segment_anything import SamPredictor as Predictor
         else:
             try:
@@ -178,7 +234,9 @@ def make_case(case: str, impl: str, model, args: argparse.Namespace) -> Optional
     if case == 'amg_relaxed':
         thresholds['stability_score_thresh'] = 0.5
     kwargs = dict(points_per_side=args.amg_points_per_side, **thresholds)
-    if impl == 'official':
+    if impl == 'official' and args.model == 'mobile_sam':
+        from mobile_sam import SamAutomaticMaskGenerator as Generator
+    elif impl == 'official':
         from segment_anything import SamAutomaticMaskGenerator as Generator
     else:
         try:
@@ -284,6 +342,12 @@ def format_table(rows: List[Dict]) -> str:
             for r in (off, ours)
         )
         lines.append(f'{row["case"]:<15}{cell(off):>24}{cell(ours):>24}{ratio:>16}{mem:>20}')
+        vit = row.get(VIT_BASELINE)
+        if vit and ours:
+            lines.append(
+                f'  mmsam ViT baseline {cell(vit)} s: ViT / mmsam '
+                f'{vit["median"] / ours["median"]:.2f}x'
+            )
         if row.get('note'):
             lines.append(f'  note: {row["note"]}')
     return '\n'.join(lines)
@@ -310,7 +374,10 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     if args.child:
         peak_memory_child(args)
         return {}
-    impls = ('mmsam',) if args.no_official or not _official_available() else IMPLS
+    impls = ('mmsam',) if args.no_official or not _official_available(args.model) else IMPLS
+    vit_cases = ('encoder_b1', 'encoder_b4', 'amg_default', 'amg_relaxed')
+    if args.vit_baseline:
+        impls = impls + (VIT_BASELINE,)
     models = build_models(args, impls=impls)
     child_argv = [a for a in argv if a not in ('--memory',)]
     rows = []
@@ -318,6 +385,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         row: Dict = dict(case=case)
         notes = []
         for impl in impls:
+            if impl == VIT_BASELINE and case not in vit_cases:
+                continue
             fn = make_case(case, impl, models[impl], args)
             if fn is None:
                 notes.append(f'{impl}: API not importable, skipped')
@@ -332,6 +401,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         row['note'] = '; '.join(notes)
         if row.get('official') and row.get('mmsam'):
             row['ratio'] = row['official']['median'] / row['mmsam']['median']
+        if row.get(VIT_BASELINE) and row.get('mmsam'):
+            row['vit_ratio'] = row[VIT_BASELINE]['median'] / row['mmsam']['median']
         rows.append(row)
     print(format_table(rows))
     report = dict(

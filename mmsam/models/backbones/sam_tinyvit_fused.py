@@ -24,10 +24,15 @@ from mmpretrain.models.backbones.tinyvit import ConvBN2d
 
 CHANNELS_LAST = torch.channels_last
 
-# oneDNN's convolution with fused bias + unary / binary post-ops (what inductor emits on
-# the CPU); None where this torch build lacks it
+# oneDNN's convolution and linear layer with fused bias + unary / binary post-ops (what
+# inductor emits on the CPU); None where this torch build lacks them
 _ONEDNN_CONV = (
     getattr(torch.ops.mkldnn, '_convolution_pointwise', None)
+    if torch.backends.mkldnn.is_available()
+    else None
+)
+_ONEDNN_LINEAR = (
+    getattr(torch.ops.mkldnn, '_linear_pointwise', None)
     if torch.backends.mkldnn.is_available()
     else None
 )
@@ -126,13 +131,31 @@ def _window_attention(x: torch.Tensor, block) -> torch.Tensor:
     n = ws * ws
     qkv = attn.qkv(attn.norm(x)).view(x.shape[0], n, attn.num_heads, -1)
     q, k, v = qkv.permute(0, 2, 1, 3).split([attn.key_dim, attn.key_dim, attn.d], dim=3)
-    # (1, heads, N, N): a 4-D mask keeps SDPA on its fused CPU kernel (3-D falls back to math)
-    bias = attn.attention_biases[:, attn.attention_bias_idxs].to(q.dtype)[None]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
-    # (B, ph, pw, heads * d), cropped, then the per-token output projection
-    out = out.transpose(1, 2).reshape(b, nh, nw, ws, ws, attn.dh).transpose(2, 3)
-    out = out.reshape(b, ph, pw, attn.dh)[:, :h, :w]
-    return attn.proj(out)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=_bias_table(attn, q.dtype), scale=attn.scale
+    )
+    out = attn.proj(out.transpose(1, 2).reshape(-1, n, attn.dh))
+    # windows back to (B, ph, pw, C), cropped: a strided view the residual sum reads
+    out = out.view(b, nh, nw, ws, ws, c).transpose(2, 3)
+    return out.reshape(b, ph, pw, c)[:, :h, :w] if (pad_b or pad_r) else out.reshape(b, h, w, c)
+
+
+def _bias_table(attn, dtype: torch.dtype) -> torch.Tensor:
+    """``(1, heads, N, N)`` additive attention bias of ``attn`` (a 4-D mask keeps SDPA on
+    its fused CPU kernel; 3-D falls back to the math path).
+
+    Gathered from ``attention_biases`` once per version of that parameter (an in-place
+    update or ``load_state_dict`` bumps it), so it always follows the weights.
+    """
+    param = attn.attention_biases
+    key = (param._version, param.data_ptr(), param.device, dtype)
+    cached = attn.__dict__.get('_fused_bias')
+    if cached is None or cached[0] != key or torch.is_grad_enabled():
+        table = param[:, attn.attention_bias_idxs].to(dtype)[None]
+        if torch.is_grad_enabled():
+            return table
+        attn.__dict__['_fused_bias'] = cached = (key, table)
+    return cached[1]
 
 
 def _tinyvit_block(x: torch.Tensor, block) -> torch.Tensor:
@@ -141,7 +164,16 @@ def _tinyvit_block(x: torch.Tensor, block) -> torch.Tensor:
     # (B, H, W, C) contiguous is a channels-last (B, C, H, W) map: no copy either way
     x = conv_bn(x.permute(0, 3, 1, 2), block.local_conv).permute(0, 2, 3, 1)
     mlp = block.mlp
-    return x + mlp.fc2(mlp.act(mlp.fc1(mlp.norm(x))))
+    hidden = mlp.norm(x)
+    if _ONEDNN_LINEAR is not None and _onednn_ops_apply(hidden):
+        # fc1 + its bias + the exact GELU in one oneDNN kernel
+        shape = hidden.shape
+        hidden = _ONEDNN_LINEAR(
+            hidden.reshape(-1, shape[-1]), mlp.fc1.weight, mlp.fc1.bias, 'gelu', [None], 'none'
+        ).view(*shape[:-1], -1)
+    else:
+        hidden = mlp.act(mlp.fc1(hidden))
+    return x + mlp.fc2(hidden)
 
 
 def fused_forward(encoder, x: torch.Tensor) -> torch.Tensor:
