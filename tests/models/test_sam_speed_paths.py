@@ -14,9 +14,10 @@ from mmsam.models.heads import mask_decoder_fast_path as fast
 from mmsam.models.layers import (
     TokenAttention,
     TwoWayTransformer,
-    decomposed_rel_pos_bias,
     encoder_layer_forward,
+    expand_rel_pos_bias,
     rel_pos_attend,
+    rel_pos_terms,
 )
 from mmsam.testing import build_sam_pair
 
@@ -46,7 +47,7 @@ def test_rel_pos_bias_matches_official(q_size, k_size):
     rel_w = torch.randn(2 * max(q_size[1], k_size[1]) - 1, c, generator=gen)
     zeros = torch.zeros(3, q.shape[1], k_size[0] * k_size[1])
     ref = add_decomposed_rel_pos(zeros, q, rel_h, rel_w, q_size, k_size)
-    ours = decomposed_rel_pos_bias(q, rel_h, rel_w, q_size, k_size)
+    ours = expand_rel_pos_bias(*rel_pos_terms(q, rel_h, rel_w, q_size, k_size))
     assert ours.is_contiguous()
     assert _maxdiff(ours, ref) <= TOL
 

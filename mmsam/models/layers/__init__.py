@@ -7,18 +7,20 @@ from mmpretrain.models.utils import LayerNorm2d
 
 from .random_position_encoding import RandomPositionEncoding
 from .rel_pos_attention import (
-    decomposed_rel_pos_bias,
     encoder_layer_forward,
+    expand_rel_pos_bias,
     rel_pos_attend,
+    rel_pos_terms,
 )
 from .two_way_transformer import MLPBlock, TokenAttention, TwoWayAttentionBlock, TwoWayTransformer
 
 __all__ = [
     'LayerNorm2d',
     'RandomPositionEncoding',
-    'decomposed_rel_pos_bias',
+    'expand_rel_pos_bias',
     'encoder_layer_forward',
     'rel_pos_attend',
+    'rel_pos_terms',
     'MLPBlock',
     'TokenAttention',
     'TwoWayAttentionBlock',

@@ -82,32 +82,6 @@ def expand_rel_pos_bias(
     return out.view(*rel_h.shape[:-1], k_h * k_w)
 
 
-def decomposed_rel_pos_bias(
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: Tuple[int, int],
-    k_size: Tuple[int, int],
-) -> torch.Tensor:
-    """Attention-logit bias from decomposed relative positions.
-
-    ``bias[b, (qh, qw), (kh, kw)] = q[b, qh, qw] . Rh[qh, kh] + q[b, qh, qw] . Rw[qw, kw]``
-    with ``q`` unscaled.
-
-    Args:
-        q (Tensor): Queries of shape ``(B, q_h * q_w, C)`` (``B`` counts heads).
-        rel_pos_h (Tensor): Height table ``(Lh, C)``.
-        rel_pos_w (Tensor): Width table ``(Lw, C)``.
-        q_size (tuple[int, int]): ``(q_h, q_w)``.
-        k_size (tuple[int, int]): ``(k_h, k_w)``.
-
-    Returns:
-        Tensor: Bias of shape ``(B, q_h * q_w, k_h * k_w)``.
-    """
-    rel_h, rel_w = rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
-    return expand_rel_pos_bias(rel_h, rel_w)
-
-
 #: default bias budget: 128 MB in fp32
 MAX_BIAS_ELEMENTS = 2**25
 
