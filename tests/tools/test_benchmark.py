@@ -66,3 +66,15 @@ def test_benchmark_rejects_unknown_case():
     tool = _load_tool()
     with pytest.raises(SystemExit):
         tool.parse_args(['--cases', 'encoder_b1,warp_drive'])
+
+
+def test_benchmark_mobile_sam_rows(tmp_path):
+    """--model mobile_sam times the reference mobile_sam and mmsam's MobileSAM config."""
+    pytest.importorskip('mobile_sam')
+    tool = _load_tool()
+    report = tool.main(
+        ['--model', 'mobile_sam', '--runs', '1', '--warmup', '0', '--cases', 'decoder_1pt']
+    )
+    row = report['results'][0]
+    assert report['args']['img_size'] == 1024
+    assert row['official']['times'] and row['mmsam']['times'] and row['ratio'] > 0
