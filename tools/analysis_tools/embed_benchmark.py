@@ -106,7 +106,7 @@ def main():
             seconds = time.perf_counter() - start
             procs[nproc] = dict(seconds=seconds, images_per_s=args.images / seconds)
             print(f'{nproc} process(es): {args.images / seconds:.3f} images/s ({seconds:.1f} s)')
-        results['procs'] = dict(batch_size=best, **procs)
+        results['procs'] = {'batch_size': best, **{f'{n}_proc': v for n, v in procs.items()}}
         results['speed_up'] = procs[1]['seconds'] / procs[2]['seconds']
         print(f'2-process speed-up: {results["speed_up"]:.2f}x')
     if args.json:
