@@ -64,9 +64,14 @@ def setup_cpu_dist_cfg(cfg: Config) -> Config:
     """
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
         return cfg
-    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    # assigned back whole: Config.setdefault returns a converted copy of a plain dict,
+    # so a change made through it would be lost on a config without ``env_cfg``
+    env_cfg = dict(cfg.get('env_cfg') or {})
+    dist_cfg = dict(env_cfg.get('dist_cfg') or {})
     if dist_cfg.get('backend', 'nccl') == 'nccl':
         dist_cfg['backend'] = 'gloo'
+    env_cfg['dist_cfg'] = dist_cfg
+    cfg.env_cfg = env_cfg
     wrapper = dict(cfg.get('model_wrapper_cfg') or {})
     wrapper.setdefault('type', 'MMDistributedDataParallel')
     wrapper['device_ids'] = None
