@@ -63,6 +63,7 @@ class BlobMaskDecoder(nn.Module):
         sparse_prompt_embeddings,
         dense_prompt_embeddings,
         multimask_output,
+        prompts_per_chunk=None,  # SAM's test_cfg.prompts_per_batch; results do not depend on it
     ):
         pts = sparse_prompt_embeddings[:, 0, :]  # (N, 2)
         step = self.image_size / self.low_res
