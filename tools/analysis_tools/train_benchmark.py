@@ -134,7 +134,7 @@ def throughput(args) -> list:
                 (
                     f'decoder-only ViT-{args.arch[0].upper()}, {name}'
                     + (', low_res_loss' if args.low_res_loss else ''),
-                    f'{args.instances / per_step:.2f} instances/s ({per_step:.2f} s/step)',
+                    f'{args.instances / per_step:.3g} instances/s ({per_step:.2f} s/step)',
                 )
             )
     return rows
