@@ -2,9 +2,9 @@
 # (qkv and proj) plus the full prompt encoder and mask decoder; every other encoder
 # weight stays frozen.
 # LoRA comes from mmpretrain's LoRAModel (mmpretrain.models.peft), not Hugging Face's
-# peft: peft needs transformers, which breaks `import mmpretrain` (see
-# the environment notes), and LoRAModel is a registered mmpretrain module that keeps
-# the OpenMMLab config / registry / checkpoint conventions. Its checkpoints hold the
+# peft: peft pulls in transformers, whose releases from 4.52 on break `import mmpretrain`
+# (mmsam pins 4.51.3 for segment-by-text), while LoRAModel needs nothing beyond mmpretrain
+# and keeps the OpenMMLab config / registry / checkpoint conventions. Its checkpoints hold the
 # LoRA factors (backbone.module.*.lora_down/lora_up) and the decoder only: load the
 # base SAM weights with load_from, as for training.
 _base_ = ['./sam_vit-base-p16_decoder-ft_8xb2-12e_coco-instance.py']
