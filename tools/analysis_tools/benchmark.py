@@ -123,6 +123,16 @@ def _official_available(model: str = 'sam') -> bool:
     return True
 
 
+def _with_run_options(model, args: argparse.Namespace, compile: bool = True):
+    """An mmsam model with the run's autocast dtype (and ``--compile`` unless told not
+    to), on the run's device."""
+    options = dict(autocast_dtype=None if args.dtype in ('float32', 'fp32') else args.dtype)
+    if compile:
+        options['compile'] = args.compile
+    model.set_speed_options(**options)
+    return model.to(args.device)
+
+
 def build_models(args: argparse.Namespace, impls=IMPLS, randomize: bool = True) -> Dict:
     """The models per implementation, same random weights when both are built."""
     from mmdet.registry import MODELS
@@ -135,10 +145,7 @@ def build_models(args: argparse.Namespace, impls=IMPLS, randomize: bool = True) 
         from mmsam.testing import build_sam_pair
 
         vit = build_sam_pair(args.vit_baseline, 1024, 14, seed=args.seed)[1]
-        vit.set_speed_options(
-            autocast_dtype=None if args.dtype in ('float32', 'fp32') else args.dtype
-        )
-        models[VIT_BASELINE] = vit.to(args.device)
+        models[VIT_BASELINE] = _with_run_options(vit, args, compile=False)
     if args.model == 'mobile_sam':
         from mmsam.testing.mobile_sam_parity import (
             build_official_mobile_sam,
@@ -147,12 +154,7 @@ def build_models(args: argparse.Namespace, impls=IMPLS, randomize: bool = True) 
 
         official = build_official_mobile_sam(seed=args.seed)
         if 'mmsam' in impls:
-            ours = official_to_mmsam_mobile(official)
-            ours.set_speed_options(
-                autocast_dtype=None if args.dtype in ('float32', 'fp32') else args.dtype,
-                compile=args.compile,
-            )
-            models['mmsam'] = ours.to(args.device)
+            models['mmsam'] = _with_run_options(official_to_mmsam_mobile(official), args)
         if 'official' in impls:
             models['official'] = official.to(args.device)
         return models
@@ -167,11 +169,7 @@ def build_models(args: argparse.Namespace, impls=IMPLS, randomize: bool = True) 
         else:  # memory runs: weight values do not matter, skip the second model
             cfg = sam_model_cfg(args.arch, img_size=args.img_size, window_size=args.window_size)
             ours = MODELS.build(cfg).eval()
-        ours.set_speed_options(
-            autocast_dtype=None if args.dtype in ('float32', 'fp32') else args.dtype,
-            compile=args.compile,
-        )
-        models['mmsam'] = ours.to(args.device)
+        models['mmsam'] = _with_run_options(ours, args)
     if 'official' in impls:
         models['official'] = official.to(args.device)
     return models
