@@ -70,3 +70,29 @@ def test_damaged_entry_is_recomputed(tmp_path):
     again = cache.get(x, 'w', compute)
     assert calls == [1, 1]
     torch.testing.assert_close(again, out)
+
+
+def test_weights_digest_reads_every_dtype_and_rank():
+    """BatchNorm's 0-d ``num_batches_tracked`` (MobileSAM's encoder has BatchNorm) and
+    bfloat16 weights are hashed by their bytes, as a hand-written SHA-256 of the same
+    definition gives."""
+    import hashlib
+
+    import numpy as np
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    module.register_buffer('bf16_table', torch.randn(2, 3).to(torch.bfloat16))
+    module.register_buffer('empty', torch.zeros(0, 5))
+    expected = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        expected.update(f'{name}:{tensor.dtype}:{tuple(tensor.shape)};'.encode())
+        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: its 16-bit pattern
+            raw = tensor.view(torch.int16).numpy().tobytes()
+        else:
+            raw = np.ascontiguousarray(tensor.numpy()).tobytes()
+        expected.update(raw)
+    assert weights_digest(module) == expected.hexdigest()
+    scalar = torch.tensor(7, dtype=torch.long)
+    expected = hashlib.sha256(b'torch.int64:();' + np.int64(7).tobytes()).hexdigest()
+    assert tensor_digest(scalar) == expected

@@ -23,18 +23,23 @@ def weights_digest(module: nn.Module) -> str:
     """SHA-256 of a module's state dict (names, dtypes, shapes and values)."""
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
-        data = tensor.detach().cpu().contiguous()
-        digest.update(f'{name}:{data.dtype}:{tuple(data.shape)};'.encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b'')
+        digest.update(f'{name}:{tensor.dtype}:{tuple(tensor.shape)};'.encode())
+        digest.update(_raw_bytes(tensor))
     return digest.hexdigest()
 
 
 def tensor_digest(tensor: torch.Tensor) -> str:
     """SHA-256 of a tensor's dtype, shape and bytes."""
-    data = tensor.detach().cpu().contiguous()
-    digest = hashlib.sha256(f'{data.dtype}:{tuple(data.shape)};'.encode())
-    digest.update(data.view(torch.uint8).numpy().tobytes())
+    digest = hashlib.sha256(f'{tensor.dtype}:{tuple(tensor.shape)};'.encode())
+    digest.update(_raw_bytes(tensor))
     return digest.hexdigest()
+
+
+def _raw_bytes(tensor: torch.Tensor) -> bytes:
+    """A tensor's bytes in memory order, whatever its dtype (bfloat16 included) and
+    rank (0-d ones, such as BatchNorm's ``num_batches_tracked``, included)."""
+    data = tensor.detach().cpu().contiguous().reshape(-1)
+    return data.view(torch.uint8).numpy().tobytes() if data.numel() else b''
 
 
 class EmbeddingCache:
