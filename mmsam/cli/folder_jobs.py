@@ -151,15 +151,11 @@ def model_fingerprint(model: Any) -> str:
     Returns:
         str: A hex digest.
     """
-    import torch
+    # the embedding cache's and the embedding store's digest (imported here: the
+    # command line's parser stays free of torch)
+    from ..models.utils.embedding_cache import weights_digest
 
-    digest = hashlib.sha256()
-    for key, value in model.state_dict().items():
-        tensor = value.detach().cpu().contiguous()
-        digest.update(f'{key}:{tensor.dtype}:{tuple(tensor.shape)};'.encode())
-        if tensor.numel():  # the raw bytes, whatever the dtype (bfloat16 included)
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
-    return digest.hexdigest()
+    return weights_digest(model)
 
 
 def file_stamp(path: str) -> List[int]:
