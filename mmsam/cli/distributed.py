@@ -93,7 +93,7 @@ def init_launcher(launcher: str, local_rank: int = 0) -> Tuple[int, int]:
         else:
             if launcher == 'slurm':
                 _slurm_to_env()
-            cfg = Config(dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict())))
+            cfg = Config(dict(launcher='pytorch'))
             init_cpu_dist(setup_cpu_dist_cfg(cfg))  # gloo
     return get_dist_info()
 
