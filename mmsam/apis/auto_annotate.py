@@ -10,7 +10,7 @@ resumably, and writes one COCO file that ``mmdet.datasets.CocoDataset`` loads.
 import os
 import os.path as osp
 import warnings
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -77,30 +77,22 @@ def build_detector(
             f'got {type(det_model).__name__}'
         )
     det_model = os.fspath(det_model)
+    weights, downloaded = det_weights, False
     if det_model.endswith('.py'):
         if not osp.isfile(det_model):
             raise FileNotFoundError(f'detector config not found: {det_model}')
-        from mmdet.apis import init_detector
+        config = det_model
+    else:
+        config, url = resolve_mmdet_name(det_model)
+        weights, downloaded = det_weights or url, det_weights is None
+    from mmdet.apis import init_detector
 
+    try:
         with warnings.catch_warnings(), detector_scope():
             warnings.simplefilter('ignore', UserWarning)
-            model = init_detector(det_model, det_weights, device=device, cfg_options=cfg_options)
-        return model.eval()
-    from mmdet.apis import DetInferencer
-
-    known = {name.lower() for name in DetInferencer.list_models('mmdet')}
-    if det_model.lower() not in known:
-        raise ValueError(
-            f'detector {det_model!r} is not a config file (.py) and not an mmdet model name '
-            "(DetInferencer.list_models('mmdet') lists them)"
-        )
-    try:
-        with detector_scope():
-            inferencer = DetInferencer(
-                model=det_model, weights=det_weights, device=device, show_progress=False
-            )
+            model = init_detector(config, weights, device=device, cfg_options=cfg_options)
     except OSError as err:  # URLError, connection errors: the download of the weights
-        if det_weights is not None:
+        if not downloaded:
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else ''
         raise OSError(
@@ -108,9 +100,24 @@ def build_detector(
             f'({type(err).__name__}: {first}); download them by other means and pass the '
             'file with --det-weights (det_weights=)'
         ) from err
-    if cfg_options:
-        warnings.warn('cfg_options are ignored for a detector given by model name')
-    return inferencer.model.eval()
+    return model.eval()
+
+
+def resolve_mmdet_name(name: str) -> Tuple[str, Optional[str]]:
+    """An mmdet model name (or alias) -> its config path in mmdet's package and its
+    weights URL, from mmdet's metafiles (the names ``DetInferencer`` knows)."""
+    from mmengine.infer import BaseInferencer
+
+    root = BaseInferencer._get_repo_or_mim_dir('mmdet')
+    for model in BaseInferencer._get_models_from_metafile(root):
+        if name.lower() in [model['Name'].lower()] + [a.lower() for a in model.get('Alias', [])]:
+            weights = model.get('Weights')
+            weights = weights[0] if isinstance(weights, list) else weights
+            return osp.join(root, model['Config']), weights
+    raise ValueError(
+        f'detector {name!r} is not a config file (.py) and not an mmdet model name '
+        "(DetInferencer.list_models('mmdet') lists them)"
+    )
 
 
 def check_annotate_options(

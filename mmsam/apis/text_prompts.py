@@ -36,6 +36,7 @@ from .auto_annotate import (
     build_detector,
     detector_scope,
     resolve_device,
+    resolve_mmdet_name,
     segment_boxes,
 )
 from .predictor import SAMPredictor
@@ -109,22 +110,6 @@ def check_thresholds(box_threshold: float, text_threshold: float) -> None:
             raise ValueError(f'{name} must be in [0, 1], got {value}')
 
 
-def _resolve_mmdet_name(name: str) -> Tuple[str, Optional[str]]:
-    """An mmdet model name -> (its config path in mmdet's package, its weights URL)."""
-    from mmengine.infer import BaseInferencer
-
-    root = BaseInferencer._get_repo_or_mim_dir('mmdet')
-    for model in BaseInferencer._get_models_from_metafile(root):
-        if name.lower() in [model['Name'].lower()] + [a.lower() for a in model.get('Alias', [])]:
-            weights = model.get('Weights')
-            weights = weights[0] if isinstance(weights, list) else weights
-            return osp.join(root, model['Config']), weights
-    raise ValueError(
-        f'detector {name!r} is not a config file (.py) and not an mmdet model name '
-        "(DetInferencer.list_models('mmdet') lists them)"
-    )
-
-
 def build_grounding_detector(
     det_model: Union[str, torch.nn.Module] = DEFAULT_DET_MODEL,
     det_weights: Optional[str] = None,
@@ -165,7 +150,7 @@ def build_grounding_detector(
             )
         config = os.fspath(det_model)
         if not config.endswith('.py'):
-            config, url = _resolve_mmdet_name(config)
+            config, url = resolve_mmdet_name(config)
             det_weights = det_weights or url
         options = dict(cfg_options or {})
         if _check_grounding_config(config).model.get('encoder', {}).get('num_cp', 0):
