@@ -11,10 +11,12 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmpretrain.models.backbones import ViTSAM
 
 from ..utils.checkpoint_keys import convert_official_to_mmsam
 
-#: Encoder settings by name; ``tiny`` keeps tests fast, the others are SAM's.
+#: Encoder settings by name: ``tiny`` and ``small`` keep tests fast; ``base``,
+#: ``large`` and ``huge`` are SAM's, as mmpretrain's ``ViTSAM.arch_zoo`` has them.
 TEST_ARCHS: Dict[str, dict] = {
     'tiny': dict(
         embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=256, global_attn_indexes=[1]
@@ -26,27 +28,7 @@ TEST_ARCHS: Dict[str, dict] = {
         feedforward_channels=512,
         global_attn_indexes=[1, 3],
     ),
-    'base': dict(
-        embed_dims=768,
-        num_layers=12,
-        num_heads=12,
-        feedforward_channels=3072,
-        global_attn_indexes=[2, 5, 8, 11],
-    ),
-    'large': dict(
-        embed_dims=1024,
-        num_layers=24,
-        num_heads=16,
-        feedforward_channels=4096,
-        global_attn_indexes=[5, 11, 17, 23],
-    ),
-    'huge': dict(
-        embed_dims=1280,
-        num_layers=32,
-        num_heads=16,
-        feedforward_channels=5120,
-        global_attn_indexes=[7, 15, 23, 31],
-    ),
+    **{name: dict(ViTSAM.arch_zoo[name]) for name in ('base', 'large', 'huge')},
 }
 
 

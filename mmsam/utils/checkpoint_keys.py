@@ -105,22 +105,29 @@ def mmsam_encoder_key_to_official(key: str) -> str:
     return _apply_rules(key, _REVERSE_ENCODER_KEY_RULES, 'mmpretrain ViTSAM')
 
 
-def official_key_to_mmsam(key: str) -> str:
-    """Map one key of an official SAM state dict to mmsam's full-model layout."""
-    if key.startswith('image_encoder.'):
-        return 'backbone.' + official_encoder_key_to_mmsam(key[len('image_encoder.') :])
+def _full_key(key: str, to_official: bool) -> str:
+    """Map one full-model key between the official and mmsam layouts: the image
+    encoder's keys are renamed, the prompt encoder's and mask decoder's are kept."""
+    if to_official:
+        src, dst, encoder_fn = 'backbone.', 'image_encoder.', mmsam_encoder_key_to_official
+    else:
+        src, dst, encoder_fn = 'image_encoder.', 'backbone.', official_encoder_key_to_mmsam
+    if key.startswith(src):
+        return dst + encoder_fn(key[len(src) :])
     if key.startswith(('prompt_encoder.', 'mask_decoder.')):
         return key
-    raise KeyMapError(f'unknown official SAM key {key!r} (expected one of {OFFICIAL_PREFIXES})')
+    what, prefixes = ('mmsam', MMSAM_PREFIXES) if to_official else ('official', OFFICIAL_PREFIXES)
+    raise KeyMapError(f'unknown {what} SAM key {key!r} (expected one of {prefixes})')
+
+
+def official_key_to_mmsam(key: str) -> str:
+    """Map one key of an official SAM state dict to mmsam's full-model layout."""
+    return _full_key(key, to_official=False)
 
 
 def mmsam_key_to_official(key: str) -> str:
     """Map one key of an mmsam full-model state dict to the official layout."""
-    if key.startswith('backbone.'):
-        return 'image_encoder.' + mmsam_encoder_key_to_official(key[len('backbone.') :])
-    if key.startswith(('prompt_encoder.', 'mask_decoder.')):
-        return key
-    raise KeyMapError(f'unknown mmsam SAM key {key!r} (expected one of {MMSAM_PREFIXES})')
+    return _full_key(key, to_official=True)
 
 
 def _convert(

@@ -102,6 +102,15 @@ class SAM(BaseDetector):
         self.backbone = self._build_backbone(backbone)
         self.prompt_encoder = MODELS.build(prompt_encoder)
         self.mask_decoder = MODELS.build(mask_decoder)
+        if getattr(self.mask_decoder, 'uses_interm_features', False):
+            # SAM-HQ: the decoder reads the encoder's early feature too
+            if not hasattr(self.backbone, 'out_interm'):
+                raise TypeError(
+                    f'{type(self.mask_decoder).__name__} needs the early feature of the '
+                    f'image encoder, which {type(self.backbone).__name__} cannot return '
+                    '(no out_interm option)'
+                )
+            self.backbone.out_interm = True
         self.mask_threshold = float(mask_threshold)
         self.test_cfg = dict(multimask_output='auto', prompts_per_batch=None)
         self.test_cfg.update(test_cfg or {})
@@ -199,7 +208,10 @@ class SAM(BaseDetector):
             batch_inputs (Tensor): ``(B, 3, S, S)``.
 
         Returns:
-            tuple[Tensor]: ``((B, 256, S / 16, S / 16),)``.
+            tuple[Tensor]: ``((B, 256, S / 16, S / 16),)``; for a decoder that reads
+            the encoder's early feature (SAM-HQ) ``((B, 256 + V, S / 16, S / 16),)``,
+            the embedding followed by the ``V``-channel early feature
+            (:attr:`embedding_dims` channels in all).
         """
         if batch_inputs.dim() != 4 or batch_inputs.shape[1] != 3:
             raise ValueError(
@@ -209,10 +221,19 @@ class SAM(BaseDetector):
         backbone = self.__dict__.get('_compiled_backbone')
         backbone = self.backbone if backbone is None else backbone
         if self.encoder_autocast_dtype is None:
-            return tuple(backbone(batch_inputs))
-        with autocast_context(batch_inputs.device, self.encoder_autocast_dtype):
-            feats = backbone(batch_inputs)
-        return tuple(feat.float() for feat in feats)
+            feats = tuple(backbone(batch_inputs))
+        else:
+            with autocast_context(batch_inputs.device, self.encoder_autocast_dtype):
+                feats = backbone(batch_inputs)
+            feats = tuple(feat.float() for feat in feats)
+        if getattr(self.mask_decoder, 'uses_interm_features', False):
+            return (self.mask_decoder.pack_image_features(feats[0], feats[-1]),)
+        return feats
+
+    @property
+    def embedding_dims(self) -> int:
+        """Channels of the image embeddings :meth:`extract_feat` returns."""
+        return int(self.mask_decoder.image_feature_dims)
 
     # ------------------------------------------------------------------ decoder
     def predict_prompts(
@@ -222,16 +243,21 @@ class SAM(BaseDetector):
         boxes: Optional[torch.Tensor] = None,
         mask_inputs: Optional[torch.Tensor] = None,
         multimask_output: bool = True,
+        hq_token_only: Optional[bool] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Decode masks for ``N`` prompts on one image (input-frame coordinates).
 
         Args:
-            image_embeddings (Tensor): ``(1, 256, E, E)``.
+            image_embeddings (Tensor): ``(1, embedding_dims, E, E)``.
             points (tuple[Tensor, Tensor], optional): coords ``(N, P, 2)`` and labels
                 ``(N, P)``.
             boxes (Tensor, optional): ``(N, 4)`` XYXY.
             mask_inputs (Tensor, optional): ``(N, 1, 4E, 4E)`` low-resolution logits.
             multimask_output (bool): Three masks per prompt, or one. Defaults to True.
+                (SAM-HQ returns one mask either way: SAM's best output by predicted IoU,
+                or its single output, fused with the HQ output.)
+            hq_token_only (bool, optional): SAM-HQ only: the HQ output alone (None: the
+                decoder's ``hq_token_only`` setting). Refused for other decoders.
 
         Returns:
             tuple[Tensor, Tensor]: low-resolution logits ``(N, C, 4E, 4E)`` and IoU
@@ -242,6 +268,14 @@ class SAM(BaseDetector):
                 'image_embeddings must have shape (1, C, h, w) (one image), got '
                 f'{tuple(image_embeddings.shape)}'
             )
+        extra = {}
+        if hq_token_only is not None:
+            if not hasattr(self.mask_decoder, 'hq_token_only'):
+                raise ValueError(
+                    'hq_token_only is a SAM-HQ option; this model\'s mask decoder is a '
+                    f'{type(self.mask_decoder).__name__}'
+                )
+            extra['hq_token_only'] = bool(hq_token_only)
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
         dtype = self.decoder_autocast_dtype
         with autocast_context(image_embeddings.device, dtype):
@@ -252,6 +286,7 @@ class SAM(BaseDetector):
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask_output,
                 prompts_per_chunk=self.test_cfg.get('prompts_per_batch'),
+                **extra,
             )
         if dtype is not None:
             logits, ious = logits.float(), ious.float()
@@ -271,8 +306,9 @@ class SAM(BaseDetector):
     @property
     def num_mask_outputs(self) -> int:
         """``C`` of the ``(N, C, ...)`` outputs of :meth:`predict`: 1 when
-        ``test_cfg['multimask_output']`` is False, else the number of multimask outputs."""
-        return 1 if self.multimask_mode() is False else self.mask_decoder.num_multimask_outputs
+        ``test_cfg['multimask_output']`` is False, else the number of multimask outputs
+        (1 for SAM-HQ, whose decoder returns one mask per prompt)."""
+        return self.mask_decoder.num_outputs(self.multimask_mode() is not False)
 
     def multimask_prompts(
         self,
@@ -331,11 +367,8 @@ class SAM(BaseDetector):
         best of its ``C`` outputs, and the oracle over them, is its single output.
 
         Args:
-            image_embeddings (Tensor): ``(1, 256, E, E)``.
-            points (tuple[Tensor, Tensor], optional): coords ``(N, P, 2)`` and labels
-                ``(N, P)`` in the input frame.
-            boxes (Tensor, optional): ``(N, 4)`` XYXY in the input frame.
-            mask_inputs (Tensor, optional): ``(N, 1, 4E, 4E)`` low-resolution logits.
+            image_embeddings, points, boxes, mask_inputs: As for :meth:`predict_prompts`
+                (input-frame coordinates).
 
         Returns:
             tuple[Tensor, Tensor, Tensor]: low-resolution logits ``(N, C, 4E, 4E)``,
