@@ -5,13 +5,13 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..structures.prompts import prepare_prompts
-from ..structures.transforms import get_preprocess_shape, image_to_rgb_uint8
+from ..structures.image_state import ImageState
+from ..structures.transforms import image_to_rgb_uint8
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 
 
-class SAMPredictor:
+class SAMPredictor(ImageState):
     """Compute an image embedding once, then decode masks for many prompts.
 
     The counterpart of the official ``SamPredictor`` on an mmsam ``SAM``
@@ -55,13 +55,6 @@ class SAMPredictor:
         """``(4E, 4E)``: the size of low-resolution logits (256 for SAM)."""
         return tuple(int(s) for s in self.model.prompt_encoder.mask_input_size)
 
-    def reset_image(self) -> None:
-        """Forget the current image and its embedding."""
-        self.is_image_set = False
-        self.features: Optional[torch.Tensor] = None
-        self.original_size: Optional[Tuple[int, int]] = None
-        self.input_size: Optional[Tuple[int, int]] = None
-
     @torch.no_grad()
     def set_image(self, image: Union[np.ndarray, torch.Tensor], image_format: str = 'RGB') -> None:
         """Compute the embedding of an image.
@@ -100,25 +93,6 @@ class SAMPredictor:
         features = self.model.extract_feat(inputs.to(self.device))[0]
         self._store(features, original_size, input_size)
 
-    def _store(self, features: torch.Tensor, original_size, input_size) -> None:
-        self.features = features
-        self.original_size = (int(original_size[0]), int(original_size[1]))
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.is_image_set = True
-
-    def get_image_embedding(self) -> torch.Tensor:
-        """The embedding of the set image.
-
-        Returns:
-            Tensor: ``(1, 256, E, E)`` with ``E = image_size / 16``.
-        """
-        if not self.is_image_set:
-            raise RuntimeError(
-                'no image is set: call set_image(...) (or set_image_embedding) before '
-                'get_image_embedding()'
-            )
-        return self.features
-
     def set_image_embedding(
         self,
         embedding: Union[np.ndarray, torch.Tensor],
@@ -143,32 +117,14 @@ class SAMPredictor:
         if embedding.dim() == 3:
             embedding = embedding[None]
         side = self.image_size // 16
-        channels = self.model.prompt_encoder.embed_dims
-        expected = (1, channels, side, side)
-        if tuple(embedding.shape) != expected:
-            raise ValueError(
-                f'embedding must have shape {expected} for this model, got {tuple(embedding.shape)}'
-            )
-        if len(original_size) != 2:
-            raise ValueError(f'original_size must be (H, W), got {original_size}')
-        expected_input = get_preprocess_shape(
-            int(original_size[0]), int(original_size[1]), self.image_size
+        expected = (1, self.model.embedding_dims, side, side)
+        input_size = self._embedding_input_size(
+            embedding.shape, expected, original_size, input_size
         )
-        if input_size is None:
-            input_size = expected_input
-        elif tuple(int(s) for s in input_size) != expected_input:
-            raise ValueError(
-                f'input_size {tuple(input_size)} does not match original_size '
-                f'{tuple(original_size)}: expected {expected_input}'
-            )
         self.reset_image()
         self._store(embedding.to(self.device, torch.float32), original_size, input_size)
 
     # ------------------------------------------------------------------ prompts
-    def _check_image_set(self) -> None:
-        if not self.is_image_set:
-            raise RuntimeError('no image is set: call set_image(...) before predict()')
-
     def predict(
         self,
         point_coords: Optional[ArrayLike] = None,
@@ -177,6 +133,7 @@ class SAMPredictor:
         mask_input: Optional[ArrayLike] = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: Optional[bool] = None,
     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for prompts in original-image pixels.
 
@@ -193,7 +150,12 @@ class SAMPredictor:
             box: XYXY box(es) with ``x2 >= x1`` and ``y2 >= y1``.
             mask_input: Low-resolution logits.
             multimask_output (bool): Three masks per prompt (``C = 3``), or one.
+                SAM-HQ gives one mask either way (its best SAM output by predicted IoU,
+                or its single output, fused with the HQ output), as the official one.
             return_logits (bool): Return float logits instead of boolean masks.
+            hq_token_only (bool, optional): SAM-HQ only (the official predictor's
+                option): the HQ output alone. None: the decoder's ``hq_token_only``
+                setting (False in the published configs, as the official default).
 
         Returns:
             tuple[np.ndarray, np.ndarray, np.ndarray]: masks ``(C, H, W)`` (bool, or
@@ -207,7 +169,7 @@ class SAMPredictor:
             point_coords, point_labels, box, mask_input
         )
         masks, scores, low_res = self.predict_torch(
-            coords_t, labels_t, box_t, mask_t, multimask_output, return_logits
+            coords_t, labels_t, box_t, mask_t, multimask_output, return_logits, hq_token_only
         )
         out = tuple(t.detach().cpu().numpy() for t in (masks, scores, low_res))
         if not batched:
@@ -228,15 +190,7 @@ class SAMPredictor:
     def _prepare_prompts(self, point_coords, point_labels, box, mask_input):
         """Checked prompts (:func:`~mmsam.structures.prepare_prompts`) as input-frame
         tensors ``(N, ...)`` on the model's device, and whether they were batched."""
-        prompts = prepare_prompts(
-            point_coords,
-            point_labels,
-            box,
-            mask_input,
-            original_size=self.original_size,
-            image_size=self.image_size,
-            mask_input_size=self.mask_input_size,
-        )
+        prompts = self._prompt_arrays(point_coords, point_labels, box, mask_input)
         device = self.device
 
         def tensor(array, dtype):
@@ -259,6 +213,7 @@ class SAMPredictor:
         mask_input: Optional[torch.Tensor] = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: Optional[bool] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Masks for batched prompts already in the input frame (official ``predict_torch``).
 
@@ -267,8 +222,9 @@ class SAMPredictor:
             point_labels (Tensor, optional): ``(N, P)``.
             boxes (Tensor, optional): ``(N, 4)`` XYXY, input frame.
             mask_input (Tensor, optional): ``(N, 1, 4E, 4E)`` low-resolution logits.
-            multimask_output (bool): ``C = 3`` masks per prompt, or 1.
+            multimask_output (bool): ``C = 3`` masks per prompt, or 1 (SAM-HQ: 1).
             return_logits (bool): Return logits instead of boolean masks.
+            hq_token_only (bool, optional): SAM-HQ only: see :meth:`predict`.
 
         Returns:
             tuple[Tensor, Tensor, Tensor]: masks ``(N, C, H, W)``, scores ``(N, C)``,
@@ -283,7 +239,7 @@ class SAMPredictor:
             return self._no_masks(multimask_output, return_logits)
         points = None if point_coords is None else (point_coords, point_labels)
         low_res, scores = self.model.predict_prompts(
-            self.features, points, boxes, mask_input, multimask_output
+            self.features, points, boxes, mask_input, multimask_output, hq_token_only
         )
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
         if not return_logits:

@@ -12,8 +12,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..structures.prompts import prepare_prompts
-from ..structures.transforms import get_preprocess_shape, image_to_rgb_uint8, resize_longest_side
+from ..structures.image_state import ImageState
+from ..structures.transforms import image_to_rgb_uint8, resize_longest_side
 from . import graph_spec as meta
 from .onnx_session import CheckedSession
 
@@ -31,7 +31,7 @@ def _graph_metadata(session: CheckedSession, kind: str) -> dict:
     return values
 
 
-class ONNXPredictor:
+class ONNXPredictor(ImageState):
     """Compute an image embedding once, then decode masks for many prompts, in onnxruntime.
 
     The counterpart of :class:`mmsam.apis.SAMPredictor` for graphs written by
@@ -80,13 +80,6 @@ class ONNXPredictor:
         self.reset_image()
 
     # ------------------------------------------------------------------ image
-    def reset_image(self) -> None:
-        """Forget the current image and its embedding."""
-        self.is_image_set = False
-        self.features: Optional[np.ndarray] = None
-        self.original_size: Optional[Tuple[int, int]] = None
-        self.input_size: Optional[Tuple[int, int]] = None
-
     def preprocess(self, image: np.ndarray) -> Tuple[np.ndarray, Tuple[int, int]]:
         """Resize, normalize and pad an RGB uint8 ``(H, W, 3)`` image.
 
@@ -116,20 +109,6 @@ class ONNXPredictor:
         self.reset_image()
         self._store(features, rgb.shape[:2], input_size)
 
-    def _store(self, features: np.ndarray, original_size, input_size) -> None:
-        self.features = features
-        self.original_size = (int(original_size[0]), int(original_size[1]))
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.is_image_set = True
-
-    def get_image_embedding(self) -> np.ndarray:
-        """The embedding of the set image, ``(1, 256, E, E)`` float32."""
-        if not self.is_image_set:
-            raise RuntimeError(
-                'no image is set: call set_image(...) or set_image_embedding(...) first'
-            )
-        return self.features
-
     def set_image_embedding(
         self,
         embedding: np.ndarray,
@@ -149,21 +128,9 @@ class ONNXPredictor:
             raise ValueError(f'embedding must be a floating-point array, got dtype {array.dtype}')
         if array.ndim == 3:
             array = array[None]
-        if array.shape != self.embedding_shape:
-            raise ValueError(
-                f'embedding must have shape {self.embedding_shape} for this decoder, '
-                f'got {array.shape}'
-            )
-        if len(original_size) != 2:
-            raise ValueError(f'original_size must be (H, W), got {original_size}')
-        expected = get_preprocess_shape(
-            int(original_size[0]), int(original_size[1]), self.image_size
+        expected = self._embedding_input_size(
+            array.shape, self.embedding_shape, original_size, input_size
         )
-        if input_size is not None and tuple(int(s) for s in input_size) != expected:
-            raise ValueError(
-                f'input_size {tuple(input_size)} does not match original_size '
-                f'{tuple(original_size)}: expected {expected}'
-            )
         self.reset_image()
         self._store(np.ascontiguousarray(array, np.float32), original_size, expected)
 
@@ -173,16 +140,8 @@ class ONNXPredictor:
         decoder graph takes it: points and box corners ``(1, K, 2)`` with labels
         ``(1, K)`` (2 and 3 the box corners, -1 the padding point without a box), mask
         input ``(1, 1, 4E, 4E)`` and ``has_mask_input (1,)``, all float32."""
-        prompts = prepare_prompts(
-            point_coords,
-            point_labels,
-            box,
-            mask_input,
-            original_size=self.original_size,
-            image_size=self.image_size,
-            mask_input_size=self.mask_input_size,
-            allow_batch=False,
-            binary_labels=True,
+        prompts = self._prompt_arrays(
+            point_coords, point_labels, box, mask_input, allow_batch=False, binary_labels=True
         )
         coords, labels = np.zeros((0, 2)), np.zeros((0,))
         if prompts.point_coords is not None:
@@ -225,8 +184,7 @@ class ONNXPredictor:
             tuple[np.ndarray, np.ndarray, np.ndarray]: masks ``(C, H, W)``, scores
             ``(C,)`` and low-resolution logits ``(C, 4E, 4E)``.
         """
-        if not self.is_image_set:
-            raise RuntimeError('no image is set: call set_image(...) before predict()')
+        self._check_image_set()
         coords, labels, mask, has_mask = self._graph_prompts(
             point_coords, point_labels, box, mask_input
         )
