@@ -48,6 +48,10 @@ class SAMImageEncoder(ViTSAM):
             with gradients (recomputes the layer in the backward pass instead of keeping
             its activations: less memory for ViT-L/H fine-tuning, same results).
             Defaults to False.
+        out_interm (bool): Also return the output of the first global-attention layer
+            as a last ``(B, embed_dims, H / 16, W / 16)`` map (the early feature SAM-HQ's
+            decoder reads; :class:`mmsam.models.SAM` sets it when its decoder asks).
+            Defaults to False.
         **kwargs: ``ViTSAM``'s other arguments, with its defaults: ``patch_size`` (16),
             ``in_channels`` (3), ``out_channels`` (256, the neck; 0 disables it),
             ``out_type`` (``'raw'``/``'featmap'`` maps or ``'avg_featmap'``),
@@ -59,7 +63,8 @@ class SAMImageEncoder(ViTSAM):
 
     Shape:
         Input ``(B, in_channels, H, W)``; output a tuple with one map per
-        ``out_indices`` entry of shape ``(B, out_channels, H / 16, W / 16)``.
+        ``out_indices`` entry of shape ``(B, out_channels, H / 16, W / 16)``, then
+        with ``out_interm`` the early feature ``(B, embed_dims, H / 16, W / 16)``.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class SAMImageEncoder(ViTSAM):
         fast_path: bool = True,
         max_bias_elements: int = MAX_BIAS_ELEMENTS,
         with_cp: bool = False,
+        out_interm: bool = False,
         **kwargs,
     ) -> None:
         arch = self._parse_arch(arch)
@@ -112,6 +118,9 @@ class SAMImageEncoder(ViTSAM):
         self.fast_path = bool(fast_path)
         self.max_bias_elements = int(max_bias_elements)
         self.with_cp = bool(with_cp)
+        self.out_interm = bool(out_interm)
+        if self.out_interm and not self.global_attn_indexes:
+            raise ValueError('out_interm needs a global-attention layer (global_attn_indexes)')
         # ViTSAM freezes layers 1..frozen_stages and the neck at exactly num_layers
         self.frozen_stages = min(frozen_stages, self.num_layers)
         if frozen_stages > 0:
@@ -150,7 +159,9 @@ class SAMImageEncoder(ViTSAM):
 
         Returns:
             tuple[Tensor]: One ``(B, out_channels, H / 16, W / 16)`` map per
-            ``out_indices`` entry (``(B, out_channels)`` for ``'avg_featmap'``).
+            ``out_indices`` entry (``(B, out_channels)`` for ``'avg_featmap'``); with
+            ``out_interm``, then the first global-attention layer's output
+            ``(B, embed_dims, H / 16, W / 16)``.
         """
         if x.dim() != 4:
             raise ValueError(f'expected images of shape (B, C, H, W), got {tuple(x.shape)}')
@@ -180,6 +191,10 @@ class SAMImageEncoder(ViTSAM):
                 if self.out_channels > 0:
                     feat = self.channel_reduction(feat)
                 outs.append(self._format_output(feat))
+            if self.out_interm and i == min(self.global_attn_indexes):
+                interm = x.permute(0, 3, 1, 2)
+        if self.out_interm:
+            outs.append(interm)
         return tuple(outs)
 
     def _run_layer(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:

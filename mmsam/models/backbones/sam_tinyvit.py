@@ -44,6 +44,10 @@ ArchSettings = Dict[str, List[int]]
 #: SAM's ViT's (the patch embedding divides by 4). MobileSAM's last merging has stride 1.
 MERGE_STRIDES = (2, 2, 1)
 
+#: The stage whose output (after its patch merging: ``channels[2]`` channels at 1/16 of
+#: the input) is the early feature Light HQ-SAM's decoder reads (``out_interm``).
+INTERM_STAGE = 1
+
 
 class StridedPatchMerging(PatchMerging):
     """mmpretrain's TinyViT ``PatchMerging`` with a chosen depthwise stride.
@@ -110,12 +114,15 @@ class SAMTinyViT(BaseModule):
             float32. Defaults to None (float32).
         frozen_stages (int): Freeze the patch embedding and the first ``frozen_stages``
             stages (and the neck when all four are). Defaults to 0.
+        out_interm (bool): Also return the early feature Light HQ-SAM reads: stage
+            :data:`INTERM_STAGE`'s output ``(B, channels[2], img_size / 16, img_size / 16)``
+            (:class:`mmsam.models.SAM` sets it when its decoder asks). Defaults to False.
         init_cfg (dict, optional): Initialization config.
 
     Shape:
         Input ``(B, in_channels, img_size, img_size)``; output a one-element tuple
         ``((B, out_channels, img_size / 16, img_size / 16),)``, as
-        :class:`SAMImageEncoder`'s.
+        :class:`SAMImageEncoder`'s; with ``out_interm`` the early feature follows.
     """
 
     arch_zoo: Dict[str, ArchSettings] = {
@@ -153,6 +160,7 @@ class SAMTinyViT(BaseModule):
         fused: bool = True,
         autocast_dtype: Optional[Union[str, torch.dtype]] = None,
         frozen_stages: int = 0,
+        out_interm: bool = False,
         init_cfg: Optional[dict] = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -166,6 +174,7 @@ class SAMTinyViT(BaseModule):
         self.fused = bool(fused)
         self.autocast_dtype = parse_autocast_dtype(autocast_dtype)
         self.out_channels = out_channels
+        self.out_interm = bool(out_interm)
 
         self.patch_embed = PatchEmbed(
             in_channels=in_channels,
@@ -203,6 +212,8 @@ class SAMTinyViT(BaseModule):
                 )
             self.stages.append(stage)
             resolution = tuple(stage.resolution)
+            if i == INTERM_STAGE:
+                self.interm_resolution = resolution
         self.out_resolution = resolution
         self.channel_reduction = nn.Sequential(
             nn.Conv2d(channels[-1], out_channels, kernel_size=1, bias=False),
@@ -288,7 +299,8 @@ class SAMTinyViT(BaseModule):
             x (Tensor): ``(B, in_channels, img_size, img_size)`` normalized images.
 
         Returns:
-            tuple[Tensor]: ``((B, out_channels, img_size / 16, img_size / 16),)``.
+            tuple[Tensor]: ``((B, out_channels, img_size / 16, img_size / 16),)``; with
+            ``out_interm`` also the early feature ``(B, channels[2], S / 16, S / 16)``.
         """
         expected = (self.img_size, self.img_size)
         if x.dim() != 4 or tuple(x.shape[2:]) != expected:
@@ -297,17 +309,20 @@ class SAMTinyViT(BaseModule):
                 f'(TinyViT attends on fixed token grids), got {tuple(x.shape)}'
             )
         if self.autocast_dtype is None:
-            return (self._forward(x),)
+            return self._forward(x)
         with autocast_context(x.device, self.autocast_dtype):
-            out = self._forward(x)
-        return (out.float(),)
+            outs = self._forward(x)
+        return tuple(out.float() for out in outs)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        interm_stage = INTERM_STAGE if self.out_interm else None
         if self.fused and not self.training:
-            from .sam_tinyvit_fused import fused_forward
+            from .sam_tinyvit_fused import fused_features
 
-            return fused_forward(self, x)
-        return self.plain_forward(x)
+            out, interm = fused_features(self, x, interm_stage)
+        else:
+            out, interm = self.plain_features(x, interm_stage)
+        return (out,) if interm is None else (out, interm)
 
     def plain_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The modules as they are (MobileSAM's ``TinyViT.forward_features``).
@@ -318,12 +333,23 @@ class SAMTinyViT(BaseModule):
         Returns:
             Tensor: ``(B, out_channels, S / 16, S / 16)``.
         """
+        return self.plain_features(x)[0]
+
+    def plain_features(
+        self, x: torch.Tensor, interm_stage: Optional[int] = None
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """:meth:`plain_forward` and the output of stage ``interm_stage`` (or None)
+        as a ``(B, C, h, w)`` map."""
         x = self.patch_embed(x)  # (B, C0, S/4, S/4)
-        for stage in self.stages:
+        interm = None
+        for i, stage in enumerate(self.stages):
             x = stage(x)  # tokens (B, L, C) after the first patch merging
+            if i == interm_stage:
+                h, w = self.interm_resolution
+                interm = x.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
         h, w = self.out_resolution
         x = x.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
-        return self.channel_reduction(x)
+        return self.channel_reduction(x), interm
 
 
 def _refresh_attention_bias(module: LeAttention, args: tuple) -> None:

@@ -187,6 +187,15 @@ def fused_forward(encoder, x: torch.Tensor) -> torch.Tensor:
         Tensor: ``(B, out_channels, S / 16, S / 16)`` (contiguous), equal to
         ``encoder.plain_forward(x)`` within float rounding.
     """
+    return fused_features(encoder, x)[0]
+
+
+def fused_features(
+    encoder, x: torch.Tensor, interm_stage: Optional[int] = None
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """:func:`fused_forward` and the output of stage ``interm_stage`` (or None), as
+    :meth:`SAMTinyViT.plain_features` returns them."""
+    interm = None
     seq = encoder.patch_embed.seq
     x = x.contiguous(memory_format=CHANNELS_LAST)
     x = conv_bn(conv_bn(x, seq[0], gelu=True), seq[2])
@@ -196,10 +205,12 @@ def fused_forward(encoder, x: torch.Tensor) -> torch.Tensor:
         y = conv_bn(y, block.conv2, gelu=True)
         x = conv_bn(y, block.conv3, gelu=True, residual=x)
     x = _patch_merging(x, conv_stage.downsample)
-    for stage in encoder.stages[1:]:
+    for i, stage in enumerate(encoder.stages[1:], start=1):
         for block in stage.blocks:
             x = _tinyvit_block(x, block)
         if stage.downsample is not None:
             x = _patch_merging(x.permute(0, 3, 1, 2), stage.downsample)
+        if i == interm_stage:
+            interm = x.permute(0, 3, 1, 2).contiguous()
     x = encoder.channel_reduction(x.permute(0, 3, 1, 2))
-    return x.contiguous()
+    return x.contiguous(), interm

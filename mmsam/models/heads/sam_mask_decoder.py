@@ -108,6 +108,15 @@ class SAMMaskDecoder(nn.Module):
             transformer_dims, iou_head_hidden_dims, self.num_mask_tokens, iou_head_depth
         )
 
+    @property
+    def image_feature_dims(self) -> int:
+        """Channels of the image embedding this decoder takes."""
+        return self.transformer_dims
+
+    def num_outputs(self, multimask_output: bool) -> int:
+        """Masks per prompt: ``num_multimask_outputs``, or 1 without multimask output."""
+        return self.num_multimask_outputs if multimask_output else 1
+
     def hypernetwork_weights(self, hs: torch.Tensor) -> torch.Tensor:
         """Each mask token's per-pixel linear classifier.
 
