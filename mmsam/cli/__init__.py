@@ -39,6 +39,7 @@ _COMMANDS = {
     'annotate': 'annotate',
     'embed': 'embed',
     'convert': 'convert',
+    'serve': 'serve',
 }
 
 #: commands that go over a folder and resume after an interruption

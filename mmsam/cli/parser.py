@@ -192,6 +192,75 @@ def _add_embed_parser(sub) -> None:
     add_launcher_args(emb)
 
 
+def _add_serve_parser(sub) -> None:
+    """``mmsam serve``: the interactive page (see mmsam/cli/serve.py)."""
+    srv = sub.add_parser('serve', help='an interactive segmentation page for a folder of images')
+    srv.add_argument('folder', nargs='?', default='.', help='image folder (default: .)')
+    srv.add_argument(
+        '--host',
+        default='127.0.0.1',
+        help='address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 opens the '
+        'page to the network, with a warning)',
+    )
+    srv.add_argument('--port', type=_number(int, 1, 65535), default=8000, help='(default: 8000)')
+    srv.add_argument(
+        '--work-dir',
+        default=None,
+        help='annotations, embeddings, the exported decoder and the exports '
+        '(default: FOLDER/.mmsam)',
+    )
+    srv.add_argument(
+        '--store',
+        default=None,
+        help='embedding store to read and add to (e.g. written by mmsam embed; default: '
+        'WORK_DIR/embeddings/<encoder digest>)',
+    )
+    srv.add_argument(
+        '--embedding-dtype',
+        choices=('float16', 'float32'),
+        default='float16',
+        help='storage type of new embeddings (default: float16)',
+    )
+    srv.add_argument(
+        '--max-request-mb',
+        type=_number(float, 0.001),
+        default=64.0,
+        help='largest request body (uploads, saves) in MiB (default: 64)',
+    )
+    srv.add_argument(
+        '--max-image-pixels',
+        type=_number(int, 1),
+        default=64_000_000,
+        help='largest image served or uploaded, H*W (default: 64000000)',
+    )
+    srv.add_argument(
+        '--amg-points-per-side',
+        type=_number(int, 1),
+        default=AMG_DEFAULTS['points_per_side'],
+        help='the "automatic" button: grid points per side (default: '
+        f'{AMG_DEFAULTS["points_per_side"]})',
+    )
+    srv.add_argument(
+        '--amg-pred-iou-thresh',
+        type=_number(float),
+        default=AMG_DEFAULTS['pred_iou_thresh'],
+        help=f'(default: {AMG_DEFAULTS["pred_iou_thresh"]:g})',
+    )
+    srv.add_argument(
+        '--amg-stability-score-thresh',
+        type=_number(float),
+        default=AMG_DEFAULTS['stability_score_thresh'],
+        help=f'(default: {AMG_DEFAULTS["stability_score_thresh"]:g})',
+    )
+    srv.add_argument(
+        '--log-level',
+        choices=('critical', 'error', 'warning', 'info', 'debug'),
+        default='warning',
+        help="uvicorn's log level (default: warning)",
+    )
+    _add_model_args(srv)
+
+
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser of ``mmsam`` and its sub-commands (``args.command`` names the one given)."""
     parser = _ArgumentParser(
@@ -325,6 +394,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     add_launcher_args(ann)
     _add_text_args(ann)
     _add_embed_parser(sub)
+    _add_serve_parser(sub)
 
     conv = sub.add_parser('convert', help='convert a SAM checkpoint to the mmsam layout')
     conv.add_argument('src', help='source checkpoint (.pth, .bin, .safetensors)')
