@@ -1,11 +1,9 @@
 """SAM evaluated with simulated clicks: the SAM paper's interactive protocol."""
 
-from typing import List
-
 import numpy as np
 import torch
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
+from mmdet.structures import DetDataSample, SampleList
 from mmengine.structures import InstanceData
 
 from ...structures.boxes import masks_to_boxes
@@ -57,18 +55,14 @@ class InteractiveSAM(SAM):
         self.num_clicks = int(num_clicks)
 
     def predict(
-        self,
-        batch_inputs: torch.Tensor,
-        batch_data_samples: List[DetDataSample],
-        rescale: bool = True,
-    ) -> List[DetDataSample]:
+        self, batch_inputs: torch.Tensor, batch_data_samples: SampleList, rescale: bool = True
+    ) -> SampleList:
         """Run the click loop on each data sample.
 
         Args:
-            batch_inputs (Tensor): ``(B, 3, S, S)`` from :class:`SAMDataPreprocessor`.
             batch_data_samples (list[DetDataSample]): with ``gt_instances.points
                 (N, 1, 2)``, ``point_labels (N, 1)`` and ``masks (N, H, W)``.
-            rescale (bool): Unused: masks are always at the original size.
+            batch_inputs, rescale: As for :meth:`SAM.predict`.
 
         Returns:
             list[DetDataSample]: with ``pred_instances`` as described in the class.
