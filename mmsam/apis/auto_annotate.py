@@ -121,9 +121,14 @@ def resolve_mmdet_name(name: str) -> Tuple[str, Optional[str]]:
 
 
 def check_annotate_options(
-    conf: float, mask_format: str, polygon_min_iou: float, polygon_tolerance: float
+    conf: float,
+    mask_format: str = 'rle',
+    polygon_min_iou: float = DEFAULT_POLYGON_MIN_IOU,
+    polygon_tolerance: float = 0.0,
+    **unchecked,
 ) -> None:
-    """Check the options of :func:`annotate_image` before any work.
+    """Check the options of :func:`annotate_image` before any work (``sam_batch``
+    and ``name`` are among the ``unchecked``).
 
     Raises:
         ValueError: A value out of its range, named.
@@ -210,11 +215,7 @@ def annotate_image(
     conf: float = 0.25,
     max_det: int = 300,
     classes: Optional[Sequence[int]] = None,
-    mask_format: str = 'rle',
-    polygon_min_iou: float = DEFAULT_POLYGON_MIN_IOU,
-    polygon_tolerance: float = 0.0,
-    sam_batch: int = 64,
-    name: str = 'image',
+    **mask_options,
 ) -> List[dict]:
     """Detect objects in one image and segment each with SAM.
 
@@ -223,38 +224,16 @@ def annotate_image(
         detector (nn.Module): Built by :func:`build_detector`.
         predictor (SAMPredictor): Around the SAM model.
         conf, max_det, classes: See :func:`detect_boxes`.
-        mask_format (str): ``'rle'`` (COCO compressed RLE) or ``'polygon'`` (the
-            pixel-edge boundary of every part with holes bridged in, which pycocotools
-            decodes back to exactly the mask; see :mod:`mmsam.structures.polygons`).
-        polygon_min_iou (float): With ``'polygon'``, a mask whose polygons decode to a
-            lower IoU with it is written as RLE instead, with a warning in the log.
-            Exact polygons (``polygon_tolerance=0``) always reach IoU 1.
-        polygon_tolerance (float): Douglas-Peucker simplification of the polygons, in
-            pixels; ``0`` keeps them exact (more vertices), ``1`` keeps IoU >= 0.98 for
-            masks 60+ px across.
-        sam_batch (int): Boxes decoded together (bounds memory on big images).
-        name (str): Names the image in log messages.
+        **mask_options: ``mask_format``, ``polygon_min_iou``, ``polygon_tolerance``,
+            ``sam_batch`` and ``name`` of :func:`annotate_detections`; checked before
+            the detector runs.
 
     Returns:
-        list[dict]: One per detection whose mask is not empty, best score first:
-        ``label`` (detector class index), ``bbox`` (XYWH of what ``segmentation``
-        decodes to), ``area``, ``score`` (the detection's), ``det_bbox`` (the
-        detector's XYXY box) and ``segmentation`` (COCO RLE or polygons).
+        list[dict]: As :func:`annotate_detections`.
     """
-    check_annotate_options(conf, mask_format, polygon_min_iou, polygon_tolerance)
+    check_annotate_options(conf, **mask_options)
     boxes, scores, labels = detect_boxes(detector, rgb, conf, max_det, classes)
-    return annotate_detections(
-        rgb,
-        predictor,
-        boxes,
-        scores,
-        labels,
-        mask_format,
-        polygon_min_iou,
-        polygon_tolerance,
-        sam_batch,
-        name,
-    )
+    return annotate_detections(rgb, predictor, boxes, scores, labels, **mask_options)
 
 
 def annotate_detections(
@@ -277,11 +256,23 @@ def annotate_detections(
         boxes (np.ndarray): ``(N, 4)`` XYXY pixels, best score first.
         scores (np.ndarray): ``(N,)`` detection scores.
         labels (np.ndarray): ``(N,)`` class indices.
-        mask_format, polygon_min_iou, polygon_tolerance, sam_batch, name: See
-            :func:`annotate_image`.
+        mask_format (str): ``'rle'`` (COCO compressed RLE) or ``'polygon'`` (the
+            pixel-edge boundary of every part with holes bridged in, which pycocotools
+            decodes back to exactly the mask; see :mod:`mmsam.structures.polygons`).
+        polygon_min_iou (float): With ``'polygon'``, a mask whose polygons decode to a
+            lower IoU with it is written as RLE instead, with a warning in the log.
+            Exact polygons (``polygon_tolerance=0``) always reach IoU 1.
+        polygon_tolerance (float): Douglas-Peucker simplification of the polygons, in
+            pixels; ``0`` keeps them exact (more vertices), ``1`` keeps IoU >= 0.98 for
+            masks 60+ px across.
+        sam_batch (int): Boxes decoded together (bounds memory on big images).
+        name (str): Names the image in log messages.
 
     Returns:
-        list[dict]: As :func:`annotate_image`.
+        list[dict]: One per detection whose mask is not empty, best score first:
+        ``label`` (detector class index), ``bbox`` (XYWH of what ``segmentation``
+        decodes to), ``area``, ``score`` (the detection's), ``det_bbox`` (the
+        detector's XYXY box) and ``segmentation`` (COCO RLE or polygons).
     """
     masks = segment_boxes(predictor, rgb, boxes, sam_batch)
     rles = masks_to_coco_rle(masks)

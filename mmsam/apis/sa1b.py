@@ -176,23 +176,18 @@ def records_to_sa1b(
 
 
 def write_sa1b(
-    path: str,
-    records: Sequence[Dict[str, Any]],
-    image_id: int,
-    file_name: str,
-    height: Optional[int] = None,
-    width: Optional[int] = None,
-    first_annotation_id: int = 0,
+    path: str, records: Sequence[Dict[str, Any]], *args: Any, **kwargs: Any
 ) -> Dict[str, Any]:
     """Write one image's SA-1B JSON, whole or not at all (temporary file, then rename).
 
-    Arguments as :func:`records_to_sa1b`; an empty ``records`` writes a valid file
-    with no annotations (then ``height`` and ``width`` are required).
+    Arguments after ``path`` as :func:`records_to_sa1b` (``image_id``, ``file_name``,
+    ``height``, ``width``, ``first_annotation_id``); an empty ``records`` writes a
+    valid file with no annotations (then ``height`` and ``width`` are required).
 
     Returns:
         dict: What was written.
     """
-    data = records_to_sa1b(records, image_id, file_name, height, width, first_annotation_id)
+    data = records_to_sa1b(records, *args, **kwargs)
     atomic_write_json(data, path)
     return data
 
