@@ -4,6 +4,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 
+from .results_keys import boxes_array, require_key
+
 
 @TRANSFORMS.register_module()
 class BoxPromptsFromGT(BaseTransform):
@@ -14,14 +16,13 @@ class BoxPromptsFromGT(BaseTransform):
     """
 
     def transform(self, results: dict) -> dict:
-        if 'gt_bboxes' not in results:
-            raise KeyError(
-                'BoxPromptsFromGT needs "gt_bboxes": put LoadAnnotations(with_bbox=True) '
-                'before it in the pipeline'
-            )
-        boxes = results['gt_bboxes']
-        boxes = boxes.numpy() if hasattr(boxes, 'numpy') else np.asarray(boxes)
-        results['prompt_bboxes'] = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        boxes = require_key(
+            results,
+            'gt_bboxes',
+            'BoxPromptsFromGT',
+            'put LoadAnnotations(with_bbox=True) before it in the pipeline',
+        )
+        results['prompt_bboxes'] = boxes_array(boxes)
         return results
 
 
@@ -47,12 +48,13 @@ class DetectorBoxPrompts(BaseTransform):
         self.max_per_img = max_per_img
 
     def transform(self, results: dict) -> dict:
-        if 'det_prompts' not in results:
-            raise KeyError(
-                'DetectorBoxPrompts needs "det_prompts": set det_prompt_file=<COCO results '
-                'JSON> on the dataset (SAMCocoDataset / SAMLVISV1Dataset)'
-            )
-        det = results['det_prompts']
+        det = require_key(
+            results,
+            'det_prompts',
+            'DetectorBoxPrompts',
+            'set det_prompt_file=<COCO results JSON> on the dataset (SAMCocoDataset / '
+            'SAMLVISV1Dataset)',
+        )
         scores = np.asarray(det['scores'], dtype=np.float32).reshape(-1)
         order = np.argsort(-scores, kind='stable')
         if self.max_per_img is not None:

@@ -5,6 +5,7 @@ from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 
 from ...evaluation.functional import farthest_point
+from .results_keys import boxes_array, require_key
 
 
 @TRANSFORMS.register_module()
@@ -23,12 +24,12 @@ class PointPromptsFromGT(BaseTransform):
     """
 
     def transform(self, results: dict) -> dict:
-        if 'gt_masks' not in results:
-            raise KeyError(
-                'PointPromptsFromGT needs "gt_masks": put LoadAnnotations(with_mask=True, '
-                'poly2mask=True) before it in the pipeline'
-            )
-        masks = results['gt_masks']
+        masks = require_key(
+            results,
+            'gt_masks',
+            'PointPromptsFromGT',
+            'put LoadAnnotations(with_mask=True, poly2mask=True) before it in the pipeline',
+        )
         if not hasattr(masks, 'masks'):
             raise TypeError(
                 'PointPromptsFromGT needs bitmap masks (LoadAnnotations(poly2mask=True)), '
@@ -36,8 +37,7 @@ class PointPromptsFromGT(BaseTransform):
             )
         boxes = results.get('gt_bboxes')
         if boxes is not None:
-            boxes = boxes.numpy() if hasattr(boxes, 'numpy') else np.asarray(boxes)
-            boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+            boxes = boxes_array(boxes)
         points = np.zeros((len(masks), 1, 2), dtype=np.float32)
         for i, mask in enumerate(masks.masks):
             point, _ = farthest_point(mask.astype(bool))
