@@ -16,12 +16,8 @@ class BoxPromptsFromGT(BaseTransform):
     """
 
     def transform(self, results: dict) -> dict:
-        boxes = require_key(
-            results,
-            'gt_bboxes',
-            'BoxPromptsFromGT',
-            'put LoadAnnotations(with_bbox=True) before it in the pipeline',
-        )
+        hint = 'put LoadAnnotations(with_bbox=True) before it in the pipeline'
+        boxes = require_key(self, results, 'gt_bboxes', hint)
         results['prompt_bboxes'] = boxes_array(boxes)
         return results
 
@@ -48,13 +44,11 @@ class DetectorBoxPrompts(BaseTransform):
         self.max_per_img = max_per_img
 
     def transform(self, results: dict) -> dict:
-        det = require_key(
-            results,
-            'det_prompts',
-            'DetectorBoxPrompts',
-            'set det_prompt_file=<COCO results JSON> on the dataset (SAMCocoDataset / '
-            'SAMLVISV1Dataset)',
+        hint = (
+            'set det_prompt_file=<COCO results JSON> on the dataset '
+            '(SAMCocoDataset, SAMLVISV1Dataset)'
         )
+        det = require_key(self, results, 'det_prompts', hint)
         scores = np.asarray(det['scores'], dtype=np.float32).reshape(-1)
         order = np.argsort(-scores, kind='stable')
         if self.max_per_img is not None:

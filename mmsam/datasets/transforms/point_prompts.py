@@ -24,12 +24,8 @@ class PointPromptsFromGT(BaseTransform):
     """
 
     def transform(self, results: dict) -> dict:
-        masks = require_key(
-            results,
-            'gt_masks',
-            'PointPromptsFromGT',
-            'put LoadAnnotations(with_mask=True, poly2mask=True) before it in the pipeline',
-        )
+        hint = 'put LoadAnnotations(with_mask=True, poly2mask=True) before it in the pipeline'
+        masks = require_key(self, results, 'gt_masks', hint)
         if not hasattr(masks, 'masks'):
             raise TypeError(
                 'PointPromptsFromGT needs bitmap masks (LoadAnnotations(poly2mask=True)), '

@@ -6,18 +6,18 @@ from typing import Any
 import numpy as np
 
 
-def require_key(results: dict, key: str, transform: str, hint: str) -> Any:
+def require_key(transform: object, results: dict, key: str, hint: str) -> Any:
     """``results[key]``, or a ``KeyError`` that names the transform and the fix.
 
     Args:
+        transform (BaseTransform): The transform that needs the key (named by its class).
         results (dict): The pipeline's results.
-        key (str): The key the transform needs.
-        transform (str): The transform's name.
+        key (str): The key it needs.
         hint (str): What puts the key there (e.g. ``'put LoadAnnotations(with_bbox=True)
             before it in the pipeline'``).
     """
     if key not in results:
-        raise KeyError(f'{transform} needs "{key}": {hint}')
+        raise KeyError(f'{type(transform).__name__} needs "{key}": {hint}')
     return results[key]
 
 
