@@ -97,7 +97,17 @@ setup_kwargs = dict(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('configs', 'tools', 'tests', 'demo')),
     include_package_data=True,
-    package_data={'mmsam': ['.mim/**/*', '.mim/*']},
+    # serve/static: the page of mmsam serve (its onnxruntime-web comes from npm ci, not the wheel)
+    package_data={
+        'mmsam': [
+            '.mim/**/*',
+            '.mim/*',
+            'serve/static/*.html',
+            'serve/static/*.js',
+            'serve/static/*.css',
+            'serve/static/package*.json',
+        ]
+    },
     python_requires='>=3.8',
     license='Apache License 2.0',
     install_requires=parse_requirements('requirements/runtime.txt'),
