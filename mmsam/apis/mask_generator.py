@@ -12,17 +12,19 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms, box_area
 
-from ..structures.amg import (
+from ..structures import (
+    batched_mask_to_box,
+    box_xyxy_to_xywh,
     build_all_layer_point_grids,
     generate_crop_boxes,
     is_box_near_crop_edge,
     remove_small_regions,
+    stability_counts,
     uncrop_boxes_xyxy,
     uncrop_masks,
     uncrop_points,
+    upscale_mask_logits,
 )
-from ..structures.boxes import batched_mask_to_box, box_xyxy_to_xywh
-from ..structures.mask_postprocess import stability_counts, upscale_mask_logits
 from ..structures.rle import (
     mask_to_rle,
     rle_area,
