@@ -9,6 +9,11 @@ relative to the input folder, extension included) it writes:
 * ``<out_dir>/<rel>.overlay.png``: the masks drawn over the image (unless ``draw`` is
   off).
 
+With a tiler (``--tile-size``, huge images), the image is read tile by tile
+(:mod:`mmsam.apis.region_reader`), the generator runs on each tile and the masks are
+merged across tiles (:class:`~mmsam.apis.tiled_segmentation.TiledSegmenter`); no
+overlay is drawn (it would hold the whole image).
+
 Keeping the extension makes the outputs of ``photo.jpg`` and ``photo.png`` distinct:
 two inputs can never share an output. Files under ``out_dir`` are never read as input
 (the output folder may lie inside the input folder).
@@ -41,7 +46,7 @@ from .folder_jobs import (
     run_over_images,
     settings_key,
 )
-from .parser import AMG_OPTIONS
+from .parser import AMG_OPTIONS, tile_options
 
 #: generator attributes that change its output (``points_per_batch`` and
 #: ``upscale_chunk`` do not)
@@ -84,10 +89,17 @@ def generator_settings_key(generator: AutomaticMaskGenerator) -> str:
     return settings_key(settings=settings, weights=model_fingerprint(generator.model))
 
 
+def tiler_settings_key(tiler) -> dict:
+    """What a tiler's output depends on (all of its settings)."""
+    keys = ('tile_size', 'tile_overlap', 'merge_iou', 'nms_iou', 'edge_tolerance')
+    return {key: getattr(tiler, key) for key in keys}
+
+
 class _AMGJob:
     """Generate, draw and write the masks of one image."""
 
-    def __init__(self, generator, root, out_dir, draw, image_ids, key):
+    def __init__(self, generator, root, out_dir, draw, image_ids, key, tiler=None):
+        self.tiler = tiler
         self.generator = generator
         self.root = root
         self.out_dir = out_dir
@@ -117,6 +129,9 @@ class _AMGJob:
         paths = amg_output_paths(self.out_dir, rel)
         if osp.exists(paths['key']):
             os.remove(paths['key'])  # not finished until the new key is written
+        if self.tiler is not None:
+            self._tiled(path, rel, paths)
+            return
         image = load_image(path)
         records = self.generator.generate(image)
         if self.draw:
@@ -138,6 +153,22 @@ class _AMGJob:
         with atomic_write(paths['key'], 'w') as f:
             f.write(self.expected_key(path))
 
+    def _tiled(self, path: str, rel: str, paths: dict) -> None:
+        """The tiled run of one image: read tile by tile, no overlay."""
+        from ..apis.region_reader import open_region_reader
+
+        reader = open_region_reader(path)
+        try:
+            records = self.tiler.generate(reader, self.generator)
+            height, width = reader.height, reader.width
+        finally:
+            reader.close()
+        if osp.exists(paths['overlay']):
+            os.remove(paths['overlay'])  # an earlier run's, not this run's
+        write_sa1b(paths['json'], records, self.image_ids[rel], rel, height=height, width=width)
+        with atomic_write(paths['key'], 'w') as f:
+            f.write(self.expected_key(path))
+
 
 def amg_folder(
     generator: AutomaticMaskGenerator,
@@ -148,6 +179,7 @@ def amg_folder(
     resume: bool = True,
     rank: int = 0,
     world_size: int = 1,
+    tiler=None,
 ) -> BatchReport:
     """Run automatic mask generation on an image file or a folder (recursively).
 
@@ -164,6 +196,8 @@ def amg_folder(
         rank (int): This process's rank: it does its share of the images
             (:func:`~mmsam.cli.distributed.shard`).
         world_size (int): The number of processes.
+        tiler (TiledSegmenter, optional): Segment each image tile by tile (huge
+            images; no overlay is drawn).
 
     Returns:
         BatchReport: Processed, skipped and failed images (with reasons).
@@ -182,9 +216,11 @@ def amg_folder(
     prepare_output_dir(out_dir)
     root = inputs if osp.isdir(inputs) else osp.dirname(osp.abspath(inputs))
     rels = [osp.relpath(p, root).replace(os.sep, '/') for p in images]
-    job = _AMGJob(
-        generator, root, out_dir, draw, sa1b_image_ids(rels), generator_settings_key(generator)
-    )
+    key = generator_settings_key(generator)
+    if tiler is not None:
+        draw = False
+        key = settings_key(generator=key, tiling=tiler_settings_key(tiler))
+    job = _AMGJob(generator, root, out_dir, draw, sa1b_image_ids(rels), key, tiler)
     mine = shard(images, rank, world_size)
     return run_over_images(
         mine, job, job.is_done if resume else None, 'amg', progress and rank == 0
@@ -207,6 +243,15 @@ def run(args: argparse.Namespace) -> int:
     options = {
         name.replace('-', '_'): getattr(args, name.replace('-', '_')) for name, *_ in AMG_OPTIONS
     }
+    tiling = tile_options(args)
+    tiler = None
+    if tiling is not None:
+        from ..apis.tiled_segmentation import TiledSegmenter
+
+        try:
+            tiler = TiledSegmenter(**tiling)
+        except ValueError as err:
+            raise UsageError(str(err)) from err
     sam = load_sam(args, device)
     try:
         generator = AutomaticMaskGenerator(sam, output_mode='coco_rle', **options)
@@ -221,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
         resume=not args.overwrite,
         rank=rank,
         world_size=world_size,
+        tiler=tiler,
     )
     close_launcher(world_size)
     print(f'outputs in {args.out_dir}')

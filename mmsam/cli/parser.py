@@ -105,6 +105,16 @@ AMG_OPTIONS = (
 #: ``auto_annotate``'s defaults (the folder job of ``mmsam annotate``).
 ANNOTATE_DEFAULTS = signature_defaults('cli.annotate', 'auto_annotate')
 
+#: ``TiledSegmenter``'s defaults (``--tile-*`` of ``mmsam segment`` and ``amg``).
+TILE_DEFAULTS = signature_defaults('apis.tiled_segmentation', 'TiledSegmenter.__init__')
+
+#: ``--tile-*`` options: ``TiledSegmenter`` arguments; ``--tile-size`` turns tiling on.
+TILE_OPTIONS = (
+    ('tile-overlap', 'tile_overlap', _number(int, 0)),
+    ('tile-merge-iou', 'merge_iou', _number(float, 0, 1)),
+    ('tile-nms-iou', 'nms_iou', _number(float, 0, 1)),
+)
+
 
 class _ArgumentParser(argparse.ArgumentParser):
     """argparse that takes ``-5,10`` (a point left of the image) for a value, not an option.
@@ -165,6 +175,30 @@ def _add_text_args(parser: argparse.ArgumentParser) -> None:
         help="local BERT folder replacing the detector config's lang_model_name "
         '(bert-base-uncased from the Hugging Face hub) on machines without internet',
     )
+
+
+def tile_options(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """``TiledSegmenter`` arguments from ``--tile-*``, or ``None`` without ``--tile-size``."""
+    if getattr(args, 'tile_size', None) is None:
+        return None
+    options = {key: getattr(args, name.replace('-', '_')) for name, key, _ in TILE_OPTIONS}
+    return dict(tile_size=args.tile_size, **options)
+
+
+def _add_tile_args(parser: argparse.ArgumentParser) -> None:
+    """Huge images: overlapping tiles (mmsam.apis.tiled_segmentation)."""
+    group = parser.add_argument_group(
+        'huge images: segment tile by tile, masks merged across tiles (RLE JSON; see README)'
+    )
+    group.add_argument(
+        '--tile-size',
+        type=_number(int, 16),
+        default=None,
+        help='tile side in pixels, e.g. 1024; turns tiling on (default: off, the image whole)',
+    )
+    for name, key, kind in TILE_OPTIONS:
+        default = TILE_DEFAULTS[key]
+        group.add_argument(f'--{name}', type=kind, default=default, help=f'(default: {default:g})')
 
 
 def _add_embed_parser(sub) -> None:
@@ -304,6 +338,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         help='mask files to write besides the overlay (default: both)',
     )
     _add_model_args(seg)
+    _add_tile_args(seg)
     _add_text_args(seg)
     seg.add_argument(
         '--det-model',
@@ -337,6 +372,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         default = AMG_DEFAULTS[name.replace('-', '_')]
         group.add_argument(f'--{name}', type=kind, default=default, help=f'(default: {default:g})')
     _add_model_args(amg)
+    _add_tile_args(amg)
     add_launcher_args(amg)
 
     ann = sub.add_parser(

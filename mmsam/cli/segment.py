@@ -11,6 +11,10 @@ Prompts:
 
 A prompt that is a single point is ambiguous; SAM then predicts three masks and the one
 with the highest predicted IoU is kept (``multimask=True`` keeps all three).
+
+With ``--tile-size`` (huge images), the same prompts are routed to overlapping tiles
+(:class:`~mmsam.apis.tiled_segmentation.TiledSegmenter`) and the masks are written as
+COCO RLEs of the whole image in ``<stem>_rle.json`` (no overlay or full-size mask files).
 """
 
 import argparse
@@ -29,6 +33,7 @@ from ..structures.prompts import check_box_order
 from ..utils.atomic_file import atomic_write, atomic_write_json, prepare_output_dir
 from ..visualization import overlay, save_mask_png, save_png
 from .common import UsageError, check_device, load_sam
+from .parser import tile_options
 
 
 def parse_point(text: str) -> Tuple[float, float, int]:
@@ -190,6 +195,89 @@ def segment_image_file(
     return dict(overlay=overlay_path, masks=written, scores=[float(s) for s in scores])
 
 
+def prompt_dicts(
+    points: np.ndarray, labels: np.ndarray, boxes: np.ndarray
+) -> List[Dict[str, np.ndarray]]:
+    """The prompts of the module docstring as ``TiledSegmenter.segment_prompts`` dicts.
+
+    Args:
+        points (np.ndarray): ``(P, 2)`` pixels.
+        labels (np.ndarray): ``(P,)`` 1 foreground / 0 background.
+        boxes (np.ndarray): ``(N, 4)`` XYXY pixels.
+
+    Returns:
+        list[dict]: One per box (each with all the points), or one of the points alone.
+    """
+    shared = dict(point_coords=points, point_labels=labels) if len(points) else {}
+    if not len(boxes):
+        return [shared]
+    return [dict(shared, box=box) for box in boxes]
+
+
+def segment_tiled_file(
+    predictor: SAMPredictor,
+    image_path: str,
+    out_dir: str,
+    tiler,
+    points: Sequence[str] = (),
+    boxes: Sequence[str] = (),
+) -> Dict[str, object]:
+    """Segment a huge image file tile by tile and write ``<stem>_rle.json``.
+
+    The file holds ``image`` (``file_name``, ``height``, ``width``), ``tiling`` (the
+    tiler's settings) and ``annotations``: one record per prompt
+    (:meth:`~mmsam.apis.tiled_segmentation.TiledSegmenter.segment_prompts`, COCO RLE
+    of the whole image). The image is read tile by tile
+    (:func:`~mmsam.apis.region_reader.open_region_reader`); mask files of an earlier
+    run without tiling (``<stem>_mask_<i>.png``, ``<stem>_masks.npy``) are removed.
+
+    Args:
+        predictor (SAMPredictor): Around the model to use.
+        image_path (str): The image file.
+        out_dir (str): Output folder (created).
+        tiler (TiledSegmenter): The tiling.
+        points (Sequence[str]): ``'x,y[:label]'`` strings.
+        boxes (Sequence[str]): ``'x1,y1,x2,y2'`` strings.
+
+    Returns:
+        dict: ``rle`` (the JSON's path), ``scores`` (list of float), ``reader`` (how
+        the image was read).
+    """
+    from ..apis.region_reader import open_region_reader
+
+    parsed = [parse_point(p) for p in points]
+    box_array = np.array([parse_box(b) for b in boxes], dtype=np.float64).reshape(-1, 4)
+    point_array = np.array([p[:2] for p in parsed], dtype=np.float64).reshape(-1, 2)
+    labels = np.array([p[2] for p in parsed], dtype=np.int64)
+    if not parsed and not len(box_array):
+        raise ValueError('give at least one --points x,y[:label] or --boxes x1,y1,x2,y2 prompt')
+    reader = open_region_reader(image_path)
+    try:
+        _check_inside('point', point_array, reader.height, reader.width)
+        _check_inside('box corner', box_array.reshape(-1, 2, 2), reader.height, reader.width)
+        prompts = prompt_dicts(point_array, labels, box_array)
+        records = tiler.segment_prompts(reader, predictor, prompts, progress=True)
+        height, width, how = reader.height, reader.width, reader.description
+    finally:
+        reader.close()
+    stem = osp.join(out_dir, osp.splitext(osp.basename(image_path))[0])
+    prepare_output_dir(out_dir)
+    settings = {
+        key: getattr(tiler, key)
+        for key in ('tile_size', 'tile_overlap', 'merge_iou', 'nms_iou', 'edge_tolerance')
+    }
+    atomic_write_json(
+        dict(
+            image=dict(file_name=image_path, height=height, width=width),
+            tiling=settings,
+            annotations=records,
+        ),
+        f'{stem}_rle.json',
+    )
+    remove_stale_masks(stem, [])
+    return dict(rle=f'{stem}_rle.json', scores=[r['predicted_iou'] for r in records], reader=how)
+
+
 def write_mask_files(stem: str, masks: np.ndarray, save_masks: str) -> List[str]:
     """Write ``<stem>_mask_<i>.png`` and/or ``<stem>_masks.npy`` by ``save_masks``.
 
@@ -230,6 +318,8 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         UsageError: No prompt, or a bad point or box.
     """
+    if args.text is not None and getattr(args, 'tile_size', None) is not None:
+        raise UsageError('--text does not go with --tile-size (tiling takes point/box prompts)')
     if args.text is not None:
         from .segment_text import run_text
 
@@ -245,6 +335,9 @@ def run(args: argparse.Namespace) -> int:
             parse_box(b)
     except ValueError as err:
         raise UsageError(str(err)) from err
+    tiling = tile_options(args)
+    if tiling is not None:
+        return _run_tiled(args, tiling)
     load_image(args.image)  # an unreadable image is reported before the model loads
     prepare_output_dir(args.out_dir)
     device = check_device(args.device)
@@ -266,7 +359,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_tiled(args: argparse.Namespace, tiling: dict) -> int:
+    """``mmsam segment --tile-size``: :func:`segment_tiled_file`."""
+    from ..apis.region_reader import open_region_reader
+    from ..apis.tiled_segmentation import TiledSegmenter
+
+    if args.multimask:
+        raise UsageError('--multimask does not go with --tile-size: one mask per prompt')
+    try:
+        tiler = TiledSegmenter(**tiling)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    open_region_reader(args.image).close()  # an unreadable image before the model loads
+    prepare_output_dir(args.out_dir)
+    predictor = SAMPredictor(load_sam(args, check_device(args.device)))
+    out = segment_tiled_file(
+        predictor, args.image, args.out_dir, tiler, points=args.points, boxes=args.boxes
+    )
+    scores = ', '.join(f'{s:.3f}' for s in out['scores'])
+    print(f'{args.image}: {out["reader"]}')
+    print(f'{len(out["scores"])} mask(s), predicted IoU {scores}')
+    print(f'masks (COCO RLE): {out["rle"]}')
+    return 0
+
+
 __all__ = [
+    'prompt_dicts',
+    'segment_tiled_file',
     'parse_point',
     'parse_box',
     'predict_prompts',
