@@ -4,6 +4,8 @@ import json
 import os
 import os.path as osp
 import runpy
+import shlex
+import subprocess
 import sys
 import urllib.error
 
@@ -19,6 +21,7 @@ from mmsam.testing.parity import build_official_sam
 segment_anything = pytest.importorskip('segment_anything')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MOBILE_SAM = 'mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px'
 _image = scene
 _model_args = model_args
 
@@ -236,3 +239,51 @@ def test_default_model_from_hub_cache(tmp_path, monkeypatch, capsys):
     assert rc == 0, capsys.readouterr().err
     masks = np.load(out / 'demo_masks.npy')
     assert masks.shape == (1, 300, 451)
+
+
+def _make_demo_command() -> list:
+    """The command ``make demo`` runs after the set-up, as make expands it."""
+    out = subprocess.run(
+        ['make', '--no-print-directory', '-n', 'demo', f'VENV={osp.dirname(sys.executable)}/..'],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    line = out.splitlines()[-1]
+    assert 'demo/image_demo.py' in line, out
+    return shlex.split(line)
+
+
+def test_make_demo_uses_mobile_sam_from_hub_cache(tmp_path, monkeypatch):
+    """`make demo` segments the photo with MobileSAM (the lightest model), whose official
+    checkpoint is looked up in torch's hub cache; the mask is the reference MobileSAM's."""
+    pytest.importorskip('mobile_sam')
+    from mobile_sam import SamPredictor as MobileSamPredictor
+
+    from mmsam.apis.image_io import load_image
+    from mmsam.apis.model_index import get_model_info
+    from mmsam.apis.model_zoo import cached_checkpoint_path
+    from mmsam.testing.mobile_sam_parity import build_official_mobile_sam
+
+    command = _make_demo_command()
+    assert command[command.index('--model') + 1] == MOBILE_SAM
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    path = cached_checkpoint_path(get_model_info(MOBILE_SAM)['Weights'])
+    os.makedirs(osp.dirname(path))
+    official = build_official_mobile_sam(seed=0)
+    torch.save(official.state_dict(), path)
+    out = tmp_path / 'demo'
+    command[command.index('--out-dir') + 1] = str(out)
+    run = subprocess.run([*command, '--device', 'cpu'], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    masks = np.load(out / 'demo_masks.npy')
+    assert masks.shape == (1, 300, 451) and (out / 'demo_overlay.png').is_file()
+
+    predictor = MobileSamPredictor(official)
+    predictor.set_image(load_image(osp.join(REPO, 'demo', 'demo.jpg')))
+    point = [float(v) for v in command[command.index('--points') + 1].split(',')]
+    # one point is ambiguous: three candidates, the best by predicted IoU is kept
+    ref, scores, _ = predictor.predict(np.array([point]), np.array([1]), multimask_output=True)
+    agree = (masks[0] == ref[scores.argmax()]).mean()
+    assert agree > 0.999, agree
