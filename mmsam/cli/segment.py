@@ -71,6 +71,24 @@ def parse_box(text: str) -> List[float]:
     return box
 
 
+def parse_prompts(
+    points: Sequence[str], boxes: Sequence[str]
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse ``'x,y[:label]'`` and ``'x1,y1,x2,y2'`` strings; at least one is needed.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray, np.ndarray]: points ``(P, 2)``, labels ``(P,)``,
+        boxes ``(N, 4)``.
+    """
+    parsed = [parse_point(p) for p in points]
+    box_array = np.array([parse_box(b) for b in boxes], dtype=np.float64).reshape(-1, 4)
+    point_array = np.array([p[:2] for p in parsed], dtype=np.float64).reshape(-1, 2)
+    labels = np.array([p[2] for p in parsed], dtype=np.int64)
+    if not parsed and not len(box_array):
+        raise ValueError('give at least one --points x,y[:label] or --boxes x1,y1,x2,y2 prompt')
+    return point_array, labels, box_array
+
+
 def _check_inside(what: str, coords: np.ndarray, height: int, width: int) -> None:
     xs, ys = coords[..., 0], coords[..., 1]
     bad = (xs < 0) | (xs > width) | (ys < 0) | (ys > height)
@@ -166,12 +184,7 @@ def segment_image_file(
     """
     if save_masks not in ('png', 'npy', 'both', 'none'):
         raise ValueError(f"save_masks must be 'png', 'npy', 'both' or 'none', got {save_masks!r}")
-    parsed = [parse_point(p) for p in points]
-    box_array = np.array([parse_box(b) for b in boxes], dtype=np.float64).reshape(-1, 4)
-    point_array = np.array([p[:2] for p in parsed], dtype=np.float64).reshape(-1, 2)
-    labels = np.array([p[2] for p in parsed], dtype=np.int64)
-    if not parsed and not len(box_array):
-        raise ValueError('give at least one --points x,y[:label] or --boxes x1,y1,x2,y2 prompt')
+    point_array, labels, box_array = parse_prompts(points, boxes)
     image = load_image(image_path)
     predictor.set_image(image)
     masks, scores = predict_prompts(predictor, point_array, labels, box_array, multimask)
@@ -245,12 +258,7 @@ def segment_tiled_file(
     """
     from ..apis.region_reader import open_region_reader
 
-    parsed = [parse_point(p) for p in points]
-    box_array = np.array([parse_box(b) for b in boxes], dtype=np.float64).reshape(-1, 4)
-    point_array = np.array([p[:2] for p in parsed], dtype=np.float64).reshape(-1, 2)
-    labels = np.array([p[2] for p in parsed], dtype=np.int64)
-    if not parsed and not len(box_array):
-        raise ValueError('give at least one --points x,y[:label] or --boxes x1,y1,x2,y2 prompt')
+    point_array, labels, box_array = parse_prompts(points, boxes)
     reader = open_region_reader(image_path)
     try:
         _check_inside('point', point_array, reader.height, reader.width)
@@ -384,6 +392,7 @@ def _run_tiled(args: argparse.Namespace, tiling: dict) -> int:
 
 
 __all__ = [
+    'parse_prompts',
     'prompt_dicts',
     'segment_tiled_file',
     'parse_point',
