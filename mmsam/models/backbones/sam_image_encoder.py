@@ -18,6 +18,7 @@ from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
 from ..layers.rel_pos_attention import MAX_BIAS_ELEMENTS, encoder_layer_forward
+from ..utils.arch_settings import arch_settings
 
 
 @MODELS.register_module()
@@ -129,17 +130,8 @@ class SAMImageEncoder(ViTSAM):
     @classmethod
     def _parse_arch(cls, arch: Union[str, dict]) -> dict:
         """The arch settings, with ``global_attn_indexes`` made non-negative."""
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in cls.arch_zoo:
-                raise ValueError(
-                    f'arch must be one of {sorted(set(cls.arch_zoo))} or a dict, got {arch!r}'
-                )
-            arch = cls.arch_zoo[key]
-        required = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
-        if not isinstance(arch, dict) or not required <= set(arch):
-            raise ValueError(f'a custom arch must be a dict with the keys {sorted(required)}')
-        arch = dict(arch)
+        required = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
+        arch = arch_settings(arch, cls.arch_zoo, required)
         num_layers = int(arch['num_layers'])
         arch['global_attn_indexes'] = [i % num_layers for i in arch.get('global_attn_indexes', [])]
         return arch

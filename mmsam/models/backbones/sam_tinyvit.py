@@ -37,6 +37,7 @@ from mmpretrain.registry import MODELS
 
 from ..layers import LayerNorm2d
 from ..utils import autocast_context, parse_autocast_dtype
+from ..utils.arch_settings import arch_settings
 
 ArchSettings = Dict[str, List[int]]
 
@@ -233,16 +234,8 @@ class SAMTinyViT(BaseModule):
 
     @classmethod
     def _parse_arch(cls, arch: Union[str, ArchSettings]) -> ArchSettings:
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in cls.arch_zoo:
-                raise ValueError(
-                    f'arch must be one of {sorted(cls.arch_zoo)} or a dict, got {arch!r}'
-                )
-            return {k: list(v) for k, v in cls.arch_zoo[key].items()}
-        required = {'channels', 'depths', 'num_heads', 'window_sizes'}
-        if not isinstance(arch, dict) or not required <= set(arch):
-            raise ValueError(f'a custom arch must be a dict with the keys {sorted(required)}')
+        required = ('channels', 'depths', 'num_heads', 'window_sizes')
+        arch = arch_settings(arch, cls.arch_zoo, required)
         lengths = {len(arch[k]) for k in required}
         if lengths != {4}:
             raise ValueError(f'each arch entry needs 4 values (one per stage), got {arch}')
