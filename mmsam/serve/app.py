@@ -42,7 +42,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .engine import ServeModel
+from .engine import STABILITY_OFFSET, ServeModel
 from .folder import BadRequest, ImageFolder
 from .storage import AnnotationStore
 
@@ -178,7 +178,7 @@ def create_app(
                 'model': engine.model_name,
                 'image_size': engine.image_size,
                 'mask_threshold': engine.mask_threshold,
-                'stability_offset': 1.0,
+                'stability_offset': STABILITY_OFFSET,
                 'ort': ort_problem is None,
                 'ort_problem': ort_problem,
                 'max_request_bytes': folder.limits.max_request_bytes,

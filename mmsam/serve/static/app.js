@@ -278,14 +278,19 @@ async function decodeInBrowser() {
   const out = await app.session.run(feeds);
   const logits = out.masks.data;
   const threshold = app.config.mask_threshold;
+  const offset = app.config.stability_offset;
   const candidates = [];
   for (let k = 1; k <= 3; k++) { // tokens 1..3: the multimask outputs (SAMPredictor's)
     const bits = new Uint8Array(H * W);
-    const offset = k * H * W;
-    for (let i = 0; i < H * W; i++) bits[i] = logits[offset + i] > threshold ? 1 : 0;
-    candidates.push({
-      bits, score: out.iou_predictions.data[k], stability: out.stability_scores.data[k],
-    });
+    const start = k * H * W;
+    let high = 0; let low = 0; // the stability score: IoU of the masks at thr +- offset
+    for (let i = 0; i < H * W; i++) {
+      const v = logits[start + i];
+      if (v > threshold) bits[i] = 1;
+      if (v > threshold + offset) high += 1;
+      if (v > threshold - offset) low += 1;
+    }
+    candidates.push({ bits, score: out.iou_predictions.data[k], stability: low ? high / low : 0 });
   }
   return candidates;
 }
