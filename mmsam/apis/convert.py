@@ -17,7 +17,7 @@ import torch
 from mmengine.config import Config
 
 from ..utils.checkpoint_io import CheckpointLoadError, load_state_dict_file, save_checkpoint
-from ..utils.checkpoint_keys import KeyMapError, infer_encoder_arch, to_mmsam_layout
+from ..utils.checkpoint_keys import KeyMapError, infer_encoder_arch, is_sam_hq, to_mmsam_layout
 from ..utils.checkpoint_loader import prepare_state_dict
 from ..version import __version__
 from .model_zoo import arch_overrides, build_model, get_model_info
@@ -26,6 +26,11 @@ from .model_zoo import arch_overrides, build_model, get_model_info
 FULL_MODEL_NAMES = {
     **{s: f'sam_vit-{s}-p16_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')},
     'tinyvit-5m': 'mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px',
+}
+#: SAM-HQ's names by encoder size (files whose decoder has ``mask_decoder.hf_token``)
+HQ_MODEL_NAMES = {
+    **{s: f'sam-hq_vit-{s}-p16_3rdparty_hqseg44k-1024px' for s in ('base', 'large', 'huge')},
+    'tinyvit-5m': 'light-hq-sam_tinyvit-5m_3rdparty_hqseg44k-1024px',
 }
 HEADLESS_MODEL_NAMES = {
     **{s: f'vit-{s}-p16_sam-pre_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')},
@@ -92,6 +97,8 @@ class ConversionReport:
                 f'layers, {s["num_heads"]} heads, global attention in layers '
                 f'{s["global_attn_indexes"]}, {self.img_size}px, window {self.window_size}'
             )
+        if self.model_name in HQ_MODEL_NAMES.values():
+            what = 'full Light HQ-SAM' if 'channels' in s else 'full SAM-HQ'
         lines = [
             f'source: {self.src} ({self.layout} layout, {self.num_source_keys} tensors)',
             model,
@@ -113,9 +120,17 @@ class ConversionReport:
         return '\n'.join(lines)
 
 
-def _target_state(arch_info: dict, backbone_only: bool) -> Dict[str, torch.Tensor]:
+def _model_names(backbone_only: bool, hq: bool) -> Dict[str, str]:
+    if backbone_only:
+        return HEADLESS_MODEL_NAMES
+    return HQ_MODEL_NAMES if hq else FULL_MODEL_NAMES
+
+
+def _target_state(
+    arch_info: dict, backbone_only: bool, hq: bool = False
+) -> Dict[str, torch.Tensor]:
     """Keys and shapes of the model a converted checkpoint is for (built on ``meta``)."""
-    names = HEADLESS_MODEL_NAMES if backbone_only else FULL_MODEL_NAMES
+    names = _model_names(backbone_only, hq)
     if arch_info.get('encoder') == 'tinyvit':
         config = Config.fromfile(get_model_info(names['tinyvit-5m'])['Config'])
         if arch_info['arch'] != '5m':
@@ -126,6 +141,10 @@ def _target_state(arch_info: dict, backbone_only: bool) -> Dict[str, torch.Tenso
     else:
         config = Config.fromfile(get_model_info(names['base'])['Config'])
         config.merge_from_dict({'model': arch_overrides(arch_info, headless=backbone_only)})
+    if hq and not backbone_only:  # SAM-HQ's decoder reads the encoder's early feature
+        s = arch_info['arch_settings']
+        interm = s['channels'][2] if 'channels' in s else s['embed_dims']
+        config.merge_from_dict({'model': dict(mask_decoder=dict(interm_dims=interm))})
     with torch.device('meta'):
         model = build_model(config)
     return model.state_dict()
@@ -170,15 +189,14 @@ def convert_checkpoint(
             f'checkpoint {src!r} holds an image encoder only ({src_layout} layout); '
             'convert it with backbone_only=True (--backbone-only)'
         )
+    hq = is_sam_hq(state)
     # the same preparation as every load: heads dropped for a headless target, every
     # key and shape checked (no resampled position tables: the file is written as is)
     state, info = prepare_state_dict(
-        state, _target_state(arch_info, backbone_only), src, allow_resize=False
+        state, _target_state(arch_info, backbone_only, hq), src, allow_resize=False
     )
     ignored = ignored + info['ignored']
-    model_name = (HEADLESS_MODEL_NAMES if backbone_only else FULL_MODEL_NAMES).get(
-        _zoo_key(arch_info)
-    )
+    model_name = _model_names(backbone_only, hq).get(_zoo_key(arch_info))
     meta = dict(
         arch=arch_info['arch'],
         arch_settings=arch_info['arch_settings'],

@@ -32,7 +32,7 @@ def decoder_dummy_inputs(model: nn.Module, num_points: int = 5) -> Tuple[torch.T
     """
     gen = torch.Generator().manual_seed(0)
     embed_h, embed_w = model.prompt_encoder.image_embedding_size
-    channels = model.prompt_encoder.embed_dims
+    channels = model.embedding_dims
     side = float(model.image_size)
     labels = torch.arange(num_points, dtype=torch.float32) % 5 - 1
     return (
@@ -144,7 +144,9 @@ def export_decoder(
         meta.GRAPH: 'decoder',
         meta.IMAGE_SIZE: wrapper.image_size,
         meta.MASK_THRESHOLD: wrapper.mask_threshold,
-        meta.NUM_MASK_TOKENS: int(model.mask_decoder.num_mask_tokens),
+        meta.NUM_MASK_TOKENS: int(
+            getattr(model.mask_decoder, 'num_fused_outputs', model.mask_decoder.num_mask_tokens)
+        ),
         meta.RETURN_SINGLE_MASK: bool(return_single_mask),
         meta.USE_STABILITY_SCORE: bool(use_stability_score),
         meta.RETURN_EXTRA_METRICS: bool(return_extra_metrics),

@@ -146,7 +146,8 @@ class SAMOnnxDecoder(nn.Module):
         """Decode masks for one image.
 
         Args:
-            image_embeddings (Tensor): ``(1, 256, E, E)`` float32.
+            image_embeddings (Tensor): ``(1, 256, E, E)`` float32 (SAM-HQ:
+                ``(1, 256 + V, E, E)``, the embedding and the encoder's early feature).
             point_coords (Tensor): ``(N, P, 2)`` float32, input frame.
             point_labels (Tensor): ``(N, P)`` float32.
             mask_input (Tensor): ``(N, 1, 4E, 4E)`` float32 low-resolution logits.
@@ -157,7 +158,9 @@ class SAMOnnxDecoder(nn.Module):
             tuple[Tensor, ...]: ``masks (N, T, H, W)`` logits, ``iou_predictions (N, T)``,
             [``stability_scores (N, T)``, ``areas (N, T)`` int64,]
             ``low_res_masks (N, T, 4E, 4E)``; ``T = 4`` (token 0 the single-mask output,
-            1..3 the multimask outputs), or 1 with ``return_single_mask``.
+            1..3 the multimask outputs; SAM-HQ: ``T = 2``, the single and the best
+            multimask output each plus the HQ output, or the HQ output alone if the
+            decoder's ``hq_token_only``), or 1 with ``return_single_mask``.
         """
         sparse = self.embed_points(point_coords, point_labels)
         dense = self.embed_mask(mask_input, has_mask_input)
@@ -167,6 +170,9 @@ class SAMOnnxDecoder(nn.Module):
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
         )
+        fuse = getattr(self.mask_decoder, 'fuse_outputs', None)
+        if fuse is not None:  # SAM-HQ: two candidates, SAM's single / best output + HQ
+            masks, scores = fuse(masks, scores)
         if self.use_stability_score:
             scores = calculate_stability_score(
                 masks, self.mask_threshold, self.stability_score_offset

@@ -19,6 +19,10 @@ class SAMOnnxEncoder(nn.Module):
         super().__init__()
         self.backbone = model.backbone
         self.image_size = int(model.image_size)
+        # SAM-HQ: the early feature travels with the embedding (SAM.extract_feat's layout)
+        decoder = getattr(model, 'mask_decoder', None)
+        packs = getattr(decoder, 'uses_interm_features', False)
+        self.pack = decoder.pack_image_features if packs else None
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -28,6 +32,8 @@ class SAMOnnxEncoder(nn.Module):
             x (Tensor): ``(1, 3, S, S)`` float32, normalized and padded.
 
         Returns:
-            Tensor: ``(1, 256, S / 16, S / 16)``.
+            Tensor: ``(1, 256, S / 16, S / 16)`` (SAM-HQ: ``(1, 256 + V, ...)``, with
+            the encoder's early feature).
         """
-        return self.backbone(x)[0]
+        feats = self.backbone(x)
+        return feats[0] if self.pack is None else self.pack(feats[0], feats[-1])

@@ -105,7 +105,12 @@ def randomize_parameters(model: nn.Module, seed: int = 0, scale: float = 0.02) -
 
 
 def build_official_sam(
-    arch='tiny', img_size: int = 1024, window_size: int = 14, seed: int = 0, randomize: bool = True
+    arch='tiny',
+    img_size: int = 1024,
+    window_size: int = 14,
+    seed: int = 0,
+    randomize: bool = True,
+    hq: bool = False,
 ) -> nn.Module:
     """The official ``segment_anything`` SAM with random weights.
 
@@ -115,21 +120,26 @@ def build_official_sam(
         window_size (int): Window side of the non-global layers.
         seed (int): Seed of the weights.
         randomize (bool): Also perturb the constant-initialized parameters.
+        hq (bool): SAM-HQ instead: ``segment_anything_hq``'s modules with its
+            ``MaskDecoderHQ`` (``arch='base'`` at 1024 px is its
+            ``sam_model_registry['vit_b']``).
 
     Returns:
-        segment_anything.modeling.Sam: in eval mode.
+        segment_anything.modeling.Sam (or segment_anything_hq's): in eval mode.
     """
+    import importlib
     from functools import partial
 
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
+    modeling = importlib.import_module(
+        'segment_anything_hq.modeling' if hq else 'segment_anything.modeling'
     )
-
+    ImageEncoderViT, PromptEncoder = modeling.ImageEncoderViT, modeling.PromptEncoder
+    Sam, TwoWayTransformer = modeling.Sam, modeling.TwoWayTransformer
     settings = _arch(arch)
+    if hq:
+        MaskDecoder = partial(modeling.MaskDecoderHQ, vit_dim=settings['embed_dims'])
+    else:
+        MaskDecoder = modeling.MaskDecoder
     torch.manual_seed(seed)
     embed = img_size // 16
     sam = Sam(
@@ -192,6 +202,30 @@ def official_to_mmsam(
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def max_abs_diff(a, b) -> float:
+    """Largest absolute difference of two arrays or tensors of the same shape (float)."""
+    import numpy as np
+
+    a, b = torch.as_tensor(np.asarray(a)), torch.as_tensor(np.asarray(b))
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a.float() - b.float()).abs().max().item()
+
+
+def assert_amg_records_match(ref: list, got: list, min_records: int = 5) -> None:
+    """Automatic-mask-generator records of the reference and of mmsam agree: same count
+    (at least ``min_records``), keys, points, boxes and crop boxes; areas and masks within
+    two pixels (logits within ~1e-5: a pixel at the threshold may flip); predicted IoU
+    within 1e-5 and stability score within 1e-3."""
+    assert len(got) == len(ref) >= min_records
+    for i, (r, o) in enumerate(zip(ref, got)):
+        assert set(o) == set(r)
+        assert (o['segmentation'] != r['segmentation']).sum() <= 2, i
+        assert abs(o['area'] - r['area']) <= 2 and o['point_coords'] == r['point_coords'], i
+        assert o['crop_box'] == r['crop_box'] and o['bbox'] == r['bbox'], i
+        assert abs(o['predicted_iou'] - r['predicted_iou']) <= 1e-5, i
+        assert abs(o['stability_score'] - r['stability_score']) <= 1e-3, i
 
 
 def build_sam_pair(

@@ -489,6 +489,17 @@ def infer_encoder_arch(state_dict: Mapping[str, torch.Tensor], prefix: str = 'ba
     )
 
 
+#: A key only SAM-HQ's mask decoder has (official, mmsam and converted files alike: the
+#: decoder keeps the official names, ``hf_token``, ``hf_mlp``, ``compress_vit_feat``,
+#: ``embedding_encoder``, ``embedding_maskfeature``).
+SAM_HQ_MARKER = 'mask_decoder.hf_token.weight'
+
+
+def is_sam_hq(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a full-model state dict (official or mmsam layout) holds SAM-HQ's decoder."""
+    return SAM_HQ_MARKER in state_dict
+
+
 #: A key only MobileSAM's TinyViT encoder has (mmsam's names, without the prefix).
 TINYVIT_MARKER = 'patch_embed.seq.0.conv2d.weight'
 

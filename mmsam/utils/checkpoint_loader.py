@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoint_io import CheckpointLoadError, check_state_dict, load_checkpoint_file
-from .checkpoint_keys import KeyMapError, infer_encoder_arch, to_mmsam_layout
+from .checkpoint_keys import KeyMapError, infer_encoder_arch, is_sam_hq, to_mmsam_layout
 
 HEAD_PREFIXES = ('prompt_encoder.', 'mask_decoder.')
 
@@ -89,6 +89,15 @@ def prepare_state_dict(
         detail = (
             'It holds an image encoder only: load it into a headless model '
             '(vit-*-p16_sam-pre_*), or use a full SAM checkpoint. '
+        )
+    elif not headless and is_sam_hq(expected) != is_sam_hq(state):
+        detail = (
+            "It is a SAM-HQ checkpoint (its mask decoder has SAM-HQ's HQ token and fusion "
+            'layers): load it into a configs/sam_hq model. '
+            if is_sam_hq(state)
+            else "It is a SAM checkpoint without SAM-HQ's decoder parts (mask_decoder."
+            'hf_token, hf_mlp, compress_vit_feat, embedding_encoder, embedding_maskfeature): '
+            'use a SAM-HQ checkpoint, or the SAM config of this encoder. '
         )
     detail += _size_detail(state, expected)
     check_state_dict(expected, state, source, allow_resize=allow_resize, detail=detail.strip())

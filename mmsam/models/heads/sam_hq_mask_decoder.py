@@ -59,6 +59,8 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
     #: :class:`~mmsam.models.SAM` reads this: the encoder must return its early feature
     #: and the image embedding carries it (:meth:`pack_image_features`).
     uses_interm_features = True
+    #: Candidates per prompt of :meth:`fuse_outputs` (single output, best multimask output).
+    num_fused_outputs = 2
 
     def __init__(self, interm_dims: int = 768, hq_token_only: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -254,13 +256,32 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
             dense_prompt_embeddings,
             prompts_per_chunk,
         )
+        masks, iou_pred = self.fuse_outputs(masks, iou_pred, hq_token_only)
+        keep = slice(1, 2) if multimask_output else slice(0, 1)
+        return masks[:, keep], iou_pred[:, keep]
+
+    def fuse_outputs(
+        self, masks: torch.Tensor, iou_pred: torch.Tensor, hq_token_only: Optional[bool] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """SAM-HQ's two candidate outputs per prompt (what :meth:`forward` chooses from,
+        and what the ONNX decoder graph returns).
+
+        Args:
+            masks (Tensor): :meth:`predict_masks`' logits ``(N, T + 1, h, w)``.
+            iou_pred (Tensor): its IoU predictions ``(N, T)``.
+            hq_token_only (bool, optional): The HQ logits alone instead of SAM's chosen
+                output plus the HQ logits; None: the decoder's setting.
+
+        Returns:
+            tuple[Tensor, Tensor]: logits ``(N, 2, h, w)`` and scores ``(N, 2)``: index 0
+            fuses SAM's single output (token 0), index 1 the best of SAM's multimask
+            outputs by predicted IoU (:attr:`num_fused_outputs` candidates).
+        """
         t = self.num_mask_tokens
-        if multimask_output:
-            iou_pred, best = iou_pred[:, 1:t].max(dim=1)
-            iou_pred = iou_pred[:, None]
-            masks_sam = masks[torch.arange(len(masks), device=masks.device), 1 + best][:, None]
-        else:
-            iou_pred, masks_sam = iou_pred[:, :1], masks[:, :1]
-        masks_hq = masks[:, t : t + 1]
+        best_iou, best = iou_pred[:, 1:t].max(dim=1)
+        index = (best + 1).view(-1, 1, 1, 1).expand(-1, 1, *masks.shape[2:])
+        sam = torch.cat([masks[:, :1], torch.gather(masks, 1, index)], dim=1)
+        hq = masks[:, t : t + 1]
         hq_only = self.hq_token_only if hq_token_only is None else hq_token_only
-        return (masks_hq if hq_only else masks_sam + masks_hq), iou_pred
+        fused = hq.expand(-1, 2, -1, -1) if hq_only else sam + hq
+        return fused, torch.stack([iou_pred[:, 0], best_iou], dim=1)

@@ -1,0 +1,205 @@
+"""Every API with SAM-HQ, on a seeded 256-px Light HQ-SAM built from its config.
+
+The parity with the official ``segment_anything_hq`` is in
+``tests/models/test_sam_hq_parity.py``; here the APIs run on the same model classes with a
+256-px input, and each result is checked against another path: bf16 against fp32, the
+fused encoder against the plain one, ONNX against PyTorch, AMG, ``auto_annotate``, the
+command line and ``tools/test.py`` against the predictor.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import mmsam
+from mmsam.apis import AutomaticMaskGenerator, SAMPredictor
+from mmsam.testing import smooth_image
+from mmsam.testing.eval_runs import REPO
+from mmsam.testing.mobile_sam_parity import randomize_mobile_sam
+from mmsam.testing.sam_hq_parity import LIGHT_HQ_SAM_CONFIG, config_path
+from mmsam.utils.checkpoint_io import save_checkpoint
+
+IMG = 256
+NAME = 'light-hq-sam_tinyvit-5m_3rdparty_hqseg44k-1024px'
+SMALL = dict(
+    backbone=dict(img_size=IMG),
+    data_preprocessor=dict(image_size=IMG),
+    prompt_encoder=dict(image_embedding_size=(IMG // 16, IMG // 16), input_image_size=(IMG, IMG)),
+)
+POINT = dict(point_coords=np.array([[100.0, 70.0]]), point_labels=np.array([1]))
+
+
+def _small_light_hq_sam(seed=0):
+    torch.manual_seed(seed)
+    model = mmsam.get_model(config_path(LIGHT_HQ_SAM_CONFIG), **SMALL)
+    randomize_mobile_sam(model, seed=seed)
+    return model.eval()
+
+
+@pytest.fixture(scope='module')
+def model():
+    return _small_light_hq_sam()
+
+
+@pytest.fixture(scope='module')
+def image():
+    return smooth_image(150, 220, seed=4)
+
+
+@pytest.fixture(scope='module')
+def predictor(model, image):
+    predictor = SAMPredictor(model)
+    predictor.set_image(image)
+    return predictor
+
+
+def _inputs(seed=0):
+    return torch.randn(1, 3, IMG, IMG, generator=torch.Generator().manual_seed(seed))
+
+
+def test_features_carry_the_early_feature_fused_and_plain(model):
+    x = _inputs()
+    with torch.no_grad():
+        features = model.extract_feat(x)[0]
+        out, interm = model.backbone.plain_features(x, interm_stage=1)
+    assert model.backbone.out_interm and model.embedding_dims == 256 + 160
+    assert features.shape == (1, 416, IMG // 16, IMG // 16)
+    assert (features[:, :256] - out).abs().max() <= 1e-4
+    assert (features[:, 256:] - interm).abs().max() <= 1e-4 and interm.std() > 0.1
+
+
+def test_bf16_autocast(model, predictor):
+    _, _, ref = predictor.predict(**POINT)
+    model.set_speed_options(autocast_dtype='bfloat16')
+    try:
+        bf16 = SAMPredictor(model)
+        bf16.set_image(smooth_image(150, 220, seed=4))
+        _, scores, low = bf16.predict(**POINT)
+    finally:
+        model.set_speed_options(autocast_dtype=None)
+    assert low.dtype == np.float32 and scores.shape == (1,)
+    rel = np.linalg.norm(low - ref) / np.linalg.norm(ref)
+    assert 0 < rel < 0.1, rel
+
+
+def test_predictor_amg_and_embedding_round_trip(model, predictor, image):
+    masks, scores, low = predictor.predict(**POINT)
+    assert masks.shape == (1, 150, 220) and scores.shape == (1,) and low.shape == (1, 64, 64)
+    # an embedding kept elsewhere (server, store) holds the early feature too
+    other = SAMPredictor(model)
+    other.set_image_embedding(predictor.get_image_embedding(), image.shape[:2])
+    assert np.array_equal(other.predict(**POINT)[2], low)
+    with pytest.raises(ValueError, match=r'\(1, 416, 16, 16\)'):
+        other.set_image_embedding(predictor.get_image_embedding()[:, :256], image.shape[:2])
+    records = AutomaticMaskGenerator(
+        model, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0
+    ).generate(image)
+    assert records and all(r['segmentation'].shape == (150, 220) for r in records)
+    # each AMG mask is the predictor's one mask for its point
+    for rec in records[:3]:
+        _, s, _ = predictor.predict(point_coords=np.array(rec['point_coords']), point_labels=[1])
+        assert abs(float(s[0]) - rec['predicted_iou']) < 1e-5
+
+
+def test_hq_token_only_is_refused_by_sam():
+    model = mmsam.get_model(
+        'configs/mobile_sam/mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px.py', **SMALL
+    )
+    predictor = SAMPredictor(model)
+    predictor.set_image_embedding(torch.zeros(1, 256, 16, 16), (100, 100))
+    with pytest.raises(ValueError, match='hq_token_only is a SAM-HQ option'):
+        predictor.predict(**POINT, hq_token_only=True)
+
+
+@pytest.mark.parametrize('hq_token_only', [False, True])
+def test_onnx_encoder_and_decoder(model, predictor, image, tmp_path, hq_token_only):
+    pytest.importorskip('onnxruntime')
+    from mmsam.deploy import ONNXPredictor, export_decoder, export_encoder
+
+    encoder = export_encoder(model, tmp_path / 'encoder.onnx')
+    model.mask_decoder.hq_token_only = hq_token_only  # baked into the decoder graph
+    try:
+        decoder = export_decoder(model, tmp_path / 'decoder.onnx')
+    finally:
+        model.mask_decoder.hq_token_only = False
+    onnx = ONNXPredictor(decoder, encoder=encoder)
+    onnx.set_image(image)
+    emb = predictor.get_image_embedding().numpy()
+    np.testing.assert_allclose(onnx.get_image_embedding(), emb, atol=1e-4, rtol=0)
+    box = dict(box=np.array([30, 20, 180, 120]))
+    for prompt, multimask in ((POINT, True), (POINT, False), (box, False)):
+        _, onnx_scores, onnx_low = onnx.predict(**prompt, multimask_output=multimask)
+        _, scores, low = predictor.predict(
+            **prompt, multimask_output=multimask, hq_token_only=hq_token_only
+        )
+        assert onnx_low.shape == low.shape == (1, 64, 64)
+        np.testing.assert_allclose(onnx_scores, scores, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(onnx_low, low, atol=1e-3, rtol=0)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(model, tmp_path_factory):
+    """The 256-px model's weights (mmsam layout)."""
+    path = tmp_path_factory.mktemp('sam_hq') / 'light_hq_sam_small.pth'
+    save_checkpoint(model.state_dict(), str(path))
+    return str(path)
+
+
+def _run(cmd):
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_segment_with_model_name(image, tmp_path):
+    """``mmsam segment --model <Light HQ-SAM name>`` (1024 px) equals the predictor's mask."""
+    from PIL import Image
+
+    torch.manual_seed(3)
+    full = mmsam.get_model(NAME)
+    randomize_mobile_sam(full, seed=3)
+    weights = str(tmp_path / 'light_hq_sam_seeded.pth')
+    save_checkpoint(full.state_dict(), weights)
+    image_path = tmp_path / 'blobs.png'
+    Image.fromarray(image).save(image_path)
+    out = tmp_path / 'out'
+    cmd = [sys.executable, '-m', 'mmsam.cli', 'segment', str(image_path), '--model', NAME]
+    cmd += ['--weights', weights, '--points', '100,70', '--out-dir', str(out), '--device', 'cpu']
+    proc = _run(cmd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pngs = sorted(out.rglob('*.png'))
+    assert pngs, sorted(out.rglob('*'))
+    predictor = SAMPredictor(full.eval())
+    predictor.set_image(image)
+    expected = predictor.predict(**POINT)[0][0]
+    written = [np.asarray(Image.open(p)) > 0 for p in pngs]
+    assert any(w.shape == expected.shape and (w != expected).sum() <= 2 for w in written)
+
+
+def test_tools_test_box_prompt_config(checkpoint, tmp_path):
+    """tools/test.py with Light HQ-SAM's box-prompt config on the COCO fixture."""
+    from mmsam.testing.coco_fixture import make_coco_fixture
+    from mmsam.testing.eval_runs import run_test_script
+
+    data = make_coco_fixture(str(tmp_path / 'coco'), seed=0, bad_entries=False)
+    config = os.path.join(REPO, 'configs/sam_hq/light-hq-sam_tinyvit-5m_coco-val2017_box-prompt.py')
+    options = [
+        f'test_dataloader.dataset.data_root={data["data_root"]}/',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False',
+        f'model.backbone.img_size={IMG}',
+        f'model.data_preprocessor.image_size={IMG}',
+        f'model.prompt_encoder.image_embedding_size=[{IMG // 16},{IMG // 16}]',
+        f'model.prompt_encoder.input_image_size=[{IMG},{IMG}]',
+    ]
+    code, output, metrics = run_test_script(
+        [config, checkpoint, '--cfg-options', *options], str(tmp_path / 'work')
+    )
+    assert code == 0, output[-3000:]
+    assert metrics is not None and metrics['coco/num_instances'] > 0
+    assert 0.0 <= metrics['coco/mIoU@1'] <= 1.0
+    json.dumps(metrics)
