@@ -95,13 +95,53 @@ def _apply_rules(key: str, rules: List[Tuple[str, str]], what: str) -> str:
     raise KeyMapError(f'unknown {what} key {key!r}')
 
 
+# EfficientViT-SAM's encoder (``efficientvit.models.efficientvit.sam``) <-> mmsam's
+# ``SAMEfficientViT``: the reference's ``op_list`` wrappers go, the neck's parts get names,
+# the final LayerNorm2d moves into the neck, and each ``ConvLayer``'s batch norm ``norm``
+# is mmcv ``ConvModule``'s ``bn`` (the tail rule below).
+EFFICIENTVIT_NAME_PAIRS: List[Tuple[str, str]] = [
+    ('backbone.stages.{i}.op_list.{j}.', 'stages.{i}.{j}.'),
+    ('neck.input_ops.{i}.op_list.0.', 'neck.lateral_convs.{i}.'),
+    ('neck.middle.op_list.{j}.', 'neck.blocks.{j}.'),
+    ('neck.output_ops.0.op_list.0.', 'neck.out_conv.'),
+    ('norm.', 'neck.norm.'),
+]
+_EFFICIENTVIT_OFFICIAL = re.compile(
+    r'^(backbone\.stages\.|neck\.(input_ops|middle|output_ops)\.|norm\.)'
+)
+_EFFICIENTVIT_MMSAM = re.compile(
+    r'^(stages\.\d+\.\d+\.|neck\.(lateral_convs|blocks|out_conv|norm)\.)'
+)
+_BN_TAIL = r'(weight|bias|running_mean|running_var|num_batches_tracked)$'
+
+
+def _efficientvit_key(key: str, to_official: bool) -> str:
+    """Map one EfficientViT-SAM image-encoder key (no prefix) between the layouts."""
+    if to_official:
+        rules, src, dst = _REVERSE_EFFICIENTVIT_KEY_RULES, 'bn.', 'norm.'
+    else:
+        rules, src, dst = _EFFICIENTVIT_KEY_RULES, 'norm.', 'bn.'
+    new_key = _apply_rules(key, rules, 'EfficientViT-SAM image-encoder')
+    if new_key.startswith(('norm.', 'neck.norm.')):  # the final LayerNorm2d
+        return new_key
+    return re.sub(r'(^|\.)' + re.escape(src) + _BN_TAIL, r'\g<1>' + dst + r'\2', new_key)
+
+
+_EFFICIENTVIT_KEY_RULES = [_name_rule(o, m) for o, m in EFFICIENTVIT_NAME_PAIRS]
+_REVERSE_EFFICIENTVIT_KEY_RULES = [_name_rule(m, o) for o, m in EFFICIENTVIT_NAME_PAIRS]
+
+
 def official_encoder_key_to_mmsam(key: str) -> str:
     """``blocks.0.mlp.lin1.weight`` -> ``layers.0.ffn.layers.0.0.weight`` (no prefix)."""
+    if _EFFICIENTVIT_OFFICIAL.match(key):
+        return _efficientvit_key(key, to_official=False)
     return _apply_rules(key, ENCODER_KEY_RULES, 'official image-encoder')
 
 
 def mmsam_encoder_key_to_official(key: str) -> str:
     """``layers.0.ffn.layers.0.0.weight`` -> ``blocks.0.mlp.lin1.weight`` (no prefix)."""
+    if _EFFICIENTVIT_MMSAM.match(key):
+        return _efficientvit_key(key, to_official=True)
     return _apply_rules(key, _REVERSE_ENCODER_KEY_RULES, 'mmpretrain ViTSAM')
 
 

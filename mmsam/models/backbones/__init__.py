@@ -1,6 +1,7 @@
 """Backbones registered in mmpretrain's MODELS registry."""
 
+from .sam_efficientvit import SAMEfficientViT
 from .sam_image_encoder import SAMImageEncoder
 from .sam_tinyvit import SAMTinyViT
 
-__all__ = ['SAMImageEncoder', 'SAMTinyViT']
+__all__ = ['SAMEfficientViT', 'SAMImageEncoder', 'SAMTinyViT']

@@ -28,6 +28,11 @@ class SAMDataPreprocessor(BaseDataPreprocessor):
         bgr_to_rgb (bool): Batches given to :meth:`forward` are BGR (as mmcv/mmdet
             load them) and are flipped to RGB. :meth:`preprocess_image` always takes
             RGB. Defaults to False.
+        encoder_image_size (int, optional): Side of the encoder's pixel input when it
+            differs from ``image_size`` (EfficientViT-SAM's L models: 512, the official
+            ``SamResize`` + ``SamPad``): images are resized to this longest side and
+            padded to it, while prompts, masks and the metainfo stay in the
+            ``image_size`` frame. Defaults to None (``image_size``).
         non_blocking (bool): Non-blocking device transfer. Defaults to False.
     """
 
@@ -38,6 +43,7 @@ class SAMDataPreprocessor(BaseDataPreprocessor):
         image_size: int = 1024,
         bgr_to_rgb: bool = False,
         non_blocking: bool = False,
+        encoder_image_size: Optional[int] = None,
     ) -> None:
         super().__init__(non_blocking)
         if len(mean) != 3 or len(std) != 3:
@@ -45,6 +51,7 @@ class SAMDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), False)
         self.image_size = int(image_size)
+        self.encoder_image_size = int(encoder_image_size or image_size)
         self.bgr_to_rgb = bgr_to_rgb
 
     def resize(self, image: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
@@ -62,7 +69,8 @@ class SAMDataPreprocessor(BaseDataPreprocessor):
             raise ValueError(f'images must be uint8, got {image.dtype}')
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f'images must have shape (3, H, W), got {tuple(image.shape)}')
-        return resize_longest_side(np.ascontiguousarray(image.transpose(1, 2, 0)), self.image_size)
+        side = self.encoder_image_size
+        return resize_longest_side(np.ascontiguousarray(image.transpose(1, 2, 0)), side)
 
     def normalize_and_pad(self, image: torch.Tensor) -> torch.Tensor:
         """Normalize ``(3, h, w)`` RGB values and zero-pad to ``(3, S, S)``.
@@ -71,14 +79,16 @@ class SAMDataPreprocessor(BaseDataPreprocessor):
             image (Tensor): ``(3, h, w)`` or ``(B, 3, h, w)``, any real dtype, 0..255.
 
         Returns:
-            Tensor: float32 ``(..., 3, S, S)`` on the preprocessor's device.
+            Tensor: float32 ``(..., 3, S, S)`` on the preprocessor's device (``S`` is
+            ``encoder_image_size``).
         """
         image = image.to(self.mean.device, torch.float32, non_blocking=self._non_blocking)
         image = (image - self.mean) / self.std
         h, w = image.shape[-2:]
-        if h > self.image_size or w > self.image_size:
-            raise ValueError(f'image of size {(h, w)} exceeds the input size {self.image_size}')
-        return F.pad(image, (0, self.image_size - w, 0, self.image_size - h))
+        side = self.encoder_image_size
+        if h > side or w > side:
+            raise ValueError(f'image of size {(h, w)} exceeds the input size {side}')
+        return F.pad(image, (0, side - w, 0, side - h))
 
     def preprocess_image(
         self, image: Union[np.ndarray, torch.Tensor]
@@ -86,10 +96,14 @@ class SAMDataPreprocessor(BaseDataPreprocessor):
         """Preprocess one ``(3, H, W)`` uint8 RGB image (``bgr_to_rgb`` is not applied here).
 
         Returns:
-            tuple: the model input ``(3, S, S)`` float32 and the input size ``(h, w)``.
+            tuple: the model input ``(3, S, S)`` float32 and the input size ``(h, w)``
+            (in the ``image_size`` frame, also when ``encoder_image_size`` differs).
         """
         resized = self.resize(image)
         tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
+        if self.encoder_image_size != self.image_size:
+            h, w = (int(s) for s in image.shape[-2:])
+            return self.normalize_and_pad(tensor), get_preprocess_shape(h, w, self.image_size)
         return self.normalize_and_pad(tensor), tuple(resized.shape[:2])
 
     def forward(self, data: dict, training: bool = False) -> dict:
@@ -133,7 +147,7 @@ class SAMDataPreprocessor(BaseDataPreprocessor):
                         ori_shape=ori_hw,
                         img_shape=tuple(input_hw),
                         pad_shape=(self.image_size, self.image_size),
-                        batch_input_shape=(self.image_size, self.image_size),
+                        batch_input_shape=(self.encoder_image_size, self.encoder_image_size),
                         scale_factor=(input_hw[1] / ori_hw[1], input_hw[0] / ori_hw[0]),
                     )
                 )

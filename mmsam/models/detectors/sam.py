@@ -126,6 +126,14 @@ class SAM(BaseDetector):
                 f'data_preprocessor.image_size ({preprocessor_size}) must equal the image '
                 f'encoder img_size ({self.image_size})'
             )
+        # EfficientViT-SAM's L encoders take 512 px inputs in SAM's 1024 px frame
+        encoder_input = int(getattr(self.backbone, 'input_size', self.image_size))
+        preprocessor_input = getattr(self.data_preprocessor, 'encoder_image_size', encoder_input)
+        if preprocessor_input != encoder_input:
+            raise ValueError(
+                f'data_preprocessor.encoder_image_size ({preprocessor_input}) must equal the '
+                f'image encoder input_size ({encoder_input})'
+            )
 
     @staticmethod
     def _build_backbone(cfg: dict) -> torch.nn.Module:

@@ -97,6 +97,8 @@ class TwoWayAttentionBlock(nn.Module):
             Defaults to 2.
         skip_first_layer_pe (bool): Whether the token self-attention ignores the
             token positional encoding (and its residual). Defaults to False.
+        norm_eps (float): Epsilon of the LayerNorms (EfficientViT-SAM: 1e-6).
+            Defaults to 1e-5 (SAM's).
     """
 
     def __init__(
@@ -107,17 +109,18 @@ class TwoWayAttentionBlock(nn.Module):
         act_layer: type = nn.ReLU,
         attention_downsample_rate: int = 2,
         skip_first_layer_pe: bool = False,
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.self_attn = TokenAttention(embed_dims, num_heads)
-        self.norm1 = nn.LayerNorm(embed_dims)
+        self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.cross_attn_token_to_image = TokenAttention(
             embed_dims, num_heads, attention_downsample_rate
         )
-        self.norm2 = nn.LayerNorm(embed_dims)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.mlp = MLPBlock(embed_dims, mlp_dims, act_layer)
-        self.norm3 = nn.LayerNorm(embed_dims)
-        self.norm4 = nn.LayerNorm(embed_dims)
+        self.norm3 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.norm4 = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.cross_attn_image_to_token = TokenAttention(
             embed_dims, num_heads, attention_downsample_rate
         )
@@ -173,6 +176,8 @@ class TwoWayTransformer(nn.Module):
         act_layer (type): MLP activation. Defaults to ``nn.ReLU``.
         attention_downsample_rate (int): Width reduction of the cross attentions.
             Defaults to 2.
+        norm_eps (float): Epsilon of the LayerNorms (EfficientViT-SAM: 1e-6).
+            Defaults to 1e-5 (SAM's).
     """
 
     def __init__(
@@ -183,6 +188,7 @@ class TwoWayTransformer(nn.Module):
         mlp_dims: int = 2048,
         act_layer: type = nn.ReLU,
         attention_downsample_rate: int = 2,
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.depth = depth
@@ -195,13 +201,14 @@ class TwoWayTransformer(nn.Module):
                 act_layer=act_layer,
                 attention_downsample_rate=attention_downsample_rate,
                 skip_first_layer_pe=(i == 0),
+                norm_eps=norm_eps,
             )
             for i in range(depth)
         )
         self.final_attn_token_to_image = TokenAttention(
             embed_dims, num_heads, attention_downsample_rate
         )
-        self.norm_final_attn = nn.LayerNorm(embed_dims)
+        self.norm_final_attn = nn.LayerNorm(embed_dims, eps=norm_eps)
 
     def forward(
         self,
