@@ -32,12 +32,14 @@ import numpy as np
 from ..structures.mask_postprocess import select_best_candidate
 from ..structures.rle import coco_rle_to_mask, rle_to_mask
 from ..structures.tiles import (
+    continuation_seeds,
     is_cut_by_tile,
     mask_to_image_rle,
     merge_tile_masks,
     rle_boxes,
     route_prompt,
     tile_grid,
+    zone_iou,
 )
 from .region_reader import open_region_reader
 
@@ -102,6 +104,9 @@ class TiledSegmenter:
             duplicates (the lower predicted IoU is dropped).
         edge_tolerance (int): A mask within this many pixels of an inner tile edge is
             cut by it.
+        max_prompt_tiles (int): Tiles a prompt's object may be followed over: the mask
+            of a prompt held by one tile that is cut by the tile's edge is continued in
+            the tiles beyond it (see :meth:`segment_prompts`); 1 never follows.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class TiledSegmenter:
         merge_iou: float = 0.5,
         nms_iou: float = 0.7,
         edge_tolerance: int = 2,
+        max_prompt_tiles: int = 9,
     ) -> None:
         if int(tile_size) < 16:
             raise ValueError(f'tile_size must be >= 16 pixels, got {tile_size}')
@@ -123,6 +129,9 @@ class TiledSegmenter:
                 raise ValueError(f'{name} must be in [0, 1], got {value}')
         if int(edge_tolerance) < 0:
             raise ValueError(f'edge_tolerance must be >= 0, got {edge_tolerance}')
+        if int(max_prompt_tiles) < 1:
+            raise ValueError(f'max_prompt_tiles must be >= 1, got {max_prompt_tiles}')
+        self.max_prompt_tiles = int(max_prompt_tiles)
         self.tile_size = int(tile_size)
         self.tile_overlap = int(tile_overlap)
         self.merge_iou = float(merge_iou)
@@ -235,13 +244,17 @@ class TiledSegmenter:
             tiles), ``tiles`` (their XYWH boxes) and ``cut`` (the mask reaches an edge
             of ``crop_box`` inside the image: the object may go on beyond it).
 
-        A prompt held whole by a tile is answered in that tile alone, so the mask of a
-        point prompt on an object reaching beyond that tile stops at the tile's edge
-        (``cut``); the tile is the most central one for the prompt, so objects within
-        about ``tile_overlap / 2`` of the point are whole. Give a box for larger
-        objects: a box no tile holds whole is clipped to each tile it overlaps and the
-        masks are unioned. A split prompt made of points gets a mask only in the tiles
-        holding one of its foreground points (or its box).
+        A prompt held whole by a tile is answered in that tile (the most central one,
+        so an object reaching no farther than about ``tile_overlap / 2`` from a point is
+        whole there). When its mask is cut by the tile's edge, the object is followed: in
+        each tile beyond that edge, a point on the mask inside the two tiles' overlap
+        zone (the farthest from its border) is a new prompt, and its mask is unioned
+        when it agrees with the first inside the zone (IoU above ``merge_iou``); and so
+        on, over ``max_prompt_tiles`` tiles at most (``cut`` then tells whether the
+        object may go on). A box that no tile holds whole is clipped to each tile it
+        overlaps and the masks are unioned; a split prompt made of points gets a mask
+        only in the tiles holding one of its foreground points. Split prompts are not
+        followed.
         """
         from pycocotools import mask as mask_api
 
@@ -249,29 +262,39 @@ class TiledSegmenter:
         try:
             height, width = reader.height, reader.width
             tiles = self.tiles(height, width)
+            # tile -> [(prompt, its tile-frame prompt, the fragment it continues or None)]
             jobs: Dict[int, list] = {}
-            parsed = []
+            parsed, visited, followed = [], [], []
             for i, prompt in enumerate(prompts):
                 points, labels, box, extent = self._check_prompt(prompt, i, height, width)
                 parsed.append((points, labels, box))
                 ids, split = route_prompt(extent, tiles, height, width)
+                visited.append(set(ids))
+                followed.append(not split and self.max_prompt_tiles > 1)
                 for t in ids:
                     local = self._tile_prompt(points, labels, box, tiles[t], split)
                     if local is not None:
-                        jobs.setdefault(t, []).append((i, local))
+                        jobs.setdefault(t, []).append((i, local, None))
             pieces: List[list] = [[] for _ in prompts]
-            for t in self._progress(sorted(jobs), progress):
-                predictor.set_image(reader.read(tiles[t]))
-                for i, local in jobs[t]:
-                    single = 'box' not in local and len(local['point_coords']) == 1
-                    masks, scores, _ = predictor.predict(**local, multimask_output=single)
-                    _, best_score, best_mask = select_best_candidate(
-                        np.asarray(scores).reshape(1, -1), np.asarray(masks)[None]
-                    )
-                    rle = mask_to_image_rle(best_mask[0], tiles[t][:2], height, width)
-                    pieces[i].append((t, rle, float(best_score[0])))
-                if hasattr(predictor, 'reset_image'):
-                    predictor.reset_image()  # the tile's embedding is not kept
+            bar = self._progress(None, progress)
+            while jobs:  # rounds: the routed prompts, then the objects they were cut from
+                later: Dict[int, list] = {}
+                for t in sorted(jobs):
+                    self._prompt_tile(predictor, reader, tiles, t, jobs[t], pieces, later)
+                    for i, _, _ in jobs[t]:
+                        visited[i].add(t)
+                    if bar is not None:
+                        bar.update(1)
+                jobs = {}
+                for t, entries in later.items():
+                    for entry in entries:
+                        i = entry[0]
+                        if followed[i] and t not in visited[i]:
+                            if len(visited[i]) < self.max_prompt_tiles:
+                                visited[i].add(t)
+                                jobs.setdefault(t, []).append(entry)
+            if bar is not None:
+                bar.close()
         finally:
             if opened:
                 reader.close()
@@ -298,6 +321,39 @@ class TiledSegmenter:
                 }
             )
         return records
+
+    def _prompt_tile(self, predictor, reader, tiles, t, entries, pieces, later) -> None:
+        """Decode the prompts of tile ``t``; queue where their cut objects go on.
+
+        A continuation (an entry with a fragment to continue) is kept only when its mask
+        agrees with that fragment inside the two tiles' overlap zone (IoU above
+        ``merge_iou``): it is then the same object, and is unioned with the rest.
+        """
+        height, width = reader.height, reader.width
+        predictor.set_image(reader.read(tiles[t]))
+        for i, local, continued in entries:
+            single = 'box' not in local and len(local['point_coords']) == 1
+            masks, scores, _ = predictor.predict(**local, multimask_output=single)
+            _, best_score, best_mask = select_best_candidate(
+                np.asarray(scores).reshape(1, -1), np.asarray(masks)[None]
+            )
+            mask = best_mask[0]
+            rle = mask_to_image_rle(mask, tiles[t][:2], height, width)
+            if continued is not None:
+                fragment, zone = continued
+                if zone_iou(rle, fragment, zone) <= self.merge_iou:
+                    continue  # another object: the fragment stays as it was
+            pieces[i].append((t, rle, float(best_score[0])))
+            if self.max_prompt_tiles > 1:
+                seeds = continuation_seeds(
+                    mask, t, tiles, height, width, self.edge_tolerance, {p[0] for p in pieces[i]}
+                )
+                for n, (x, y), zone in seeds:
+                    nx0, ny0 = (float(v) for v in tiles[n][:2])
+                    prompt = {'point_coords': np.array([[x - nx0, y - ny0]]), 'point_labels': [1]}
+                    later.setdefault(n, []).append((i, prompt, (rle, zone)))
+        if hasattr(predictor, 'reset_image'):
+            predictor.reset_image()  # the tile's embedding is not kept
 
     # ------------------------------------------------------------------ everything
     def generate(
@@ -382,6 +438,8 @@ class TiledSegmenter:
 
     @staticmethod
     def _progress(items, show: bool):
+        """``items`` with a progress bar when ``show``; ``items=None``: a bar to update,
+        or ``None``."""
         if not show:
             return items
         from tqdm import tqdm

@@ -113,6 +113,7 @@ TILE_OPTIONS = (
     ('tile-overlap', 'tile_overlap', _number(int, 0)),
     ('tile-merge-iou', 'merge_iou', _number(float, 0, 1)),
     ('tile-nms-iou', 'nms_iou', _number(float, 0, 1)),
+    ('tile-max-prompt-tiles', 'max_prompt_tiles', _number(int, 1)),
 )
 
 

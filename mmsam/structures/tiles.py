@@ -21,7 +21,7 @@ per-tile segmenter already did its own NMS), so an image that fits in one tile g
 exactly the per-tile segmenter's masks.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -148,6 +148,96 @@ def route_prompt(
     wide = ix1 > ix0 if x1 > x0 else ix1 >= ix0
     tall = iy1 > iy0 if y1 > y0 else iy1 >= iy0
     return np.flatnonzero(wide & tall).tolist(), True
+
+
+def overlap_zone(tile_a: Sequence[int], tile_b: Sequence[int]) -> Optional[np.ndarray]:
+    """The XYXY rectangle two tiles share, or ``None`` when they share no pixel."""
+    a = np.asarray(tile_a, dtype=np.int64)
+    b = np.asarray(tile_b, dtype=np.int64)
+    zone = np.concatenate([np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])])
+    return zone if zone[2] > zone[0] and zone[3] > zone[1] else None
+
+
+def continuation_seeds(
+    mask: np.ndarray,
+    tile: int,
+    tiles: np.ndarray,
+    height: int,
+    width: int,
+    tolerance: int,
+    skip: Set[int] = frozenset(),
+) -> List[Tuple[int, Tuple[float, float], np.ndarray]]:
+    """Where an object cut by its tile's edge goes on, and a point on it there.
+
+    For each tile ``n`` (not in ``skip``) that reaches beyond an inner edge of ``tile``
+    that the mask touches (within ``tolerance``) along that edge's part inside ``n``,
+    the seed is the pixel of the mask inside the two tiles' overlap zone that lies
+    farthest from the mask's border there (OpenCV's distance transform).
+
+    Args:
+        mask (np.ndarray): ``(h, w)`` bool, ``tile``'s frame.
+        tile (int): Index of the mask's tile in ``tiles``.
+        tiles (np.ndarray): ``(T, 4)`` XYXY tiles.
+        height (int): Image height.
+        width (int): Image width.
+        tolerance (int): Distance in pixels counted as touching an edge.
+        skip (set[int]): Tiles not to continue into.
+
+    Returns:
+        list[tuple[int, tuple[float, float], np.ndarray]]: ``(n, (x, y) image-frame seed,
+        XYXY overlap zone)`` per tile to continue into.
+    """
+    import cv2
+
+    x0, y0, x1, y1 = (int(v) for v in tiles[tile])
+    h, w = mask.shape
+    inner = inner_edges(tiles[tile], height, width)
+    band = int(tolerance) + 1
+    strips = [mask[:, :band], mask[:band, :], mask[:, w - band :], mask[h - band :, :]]
+    if not any(inner[k] and strips[k].any() for k in range(4)):
+        return []
+    seeds = []
+    for n in range(len(tiles)):
+        if n == tile or n in skip:
+            continue
+        zone = overlap_zone(tiles[tile], tiles[n])
+        if zone is None:
+            continue
+        nx0, ny0, nx1, ny1 = (int(v) for v in tiles[n])
+        rows = slice(int(zone[1]) - y0, int(zone[3]) - y0)
+        cols = slice(int(zone[0]) - x0, int(zone[2]) - x0)
+        # the sides of ``tile`` that ``n`` reaches beyond, and the mask along them in the zone
+        crosses = [
+            inner[0] and nx0 < x0 and mask[rows, :band].any(),
+            inner[1] and ny0 < y0 and mask[:band, cols].any(),
+            inner[2] and nx1 > x1 and mask[rows, w - band :].any(),
+            inner[3] and ny1 > y1 and mask[h - band :, cols].any(),
+        ]
+        if not any(crosses):
+            continue
+        part = np.pad(mask[rows, cols], 1).astype(np.uint8)
+        distance = cv2.distanceTransform(part, cv2.DIST_L2, 3)
+        py, px = np.unravel_index(int(np.argmax(distance)), distance.shape)
+        seeds.append((n, (float(zone[0] + px - 1), float(zone[1] + py - 1)), zone))
+    return seeds
+
+
+def zone_iou(rle_a: RLE, rle_b: RLE, zone: Sequence[int]) -> float:
+    """IoU of two image-frame COCO RLEs inside the XYXY rectangle ``zone``."""
+    return float(_zone_ious([rle_a], [rle_b], zone)[0, 0])
+
+
+def _zone_ious(rles_a: Sequence[RLE], rles_b: Sequence[RLE], zone: Sequence[int]) -> np.ndarray:
+    """``(len(rles_a), len(rles_b))`` IoUs of the masks' parts inside ``zone``."""
+    from pycocotools import mask as mask_api
+
+    height, width = (int(s) for s in rles_a[0]['size'])
+    zone_rle = rectangle_rle(zone, height, width)
+    part_a = [mask_api.merge([r, zone_rle], intersect=True) for r in rles_a]
+    part_b = [mask_api.merge([r, zone_rle], intersect=True) for r in rles_b]
+    return np.asarray(mask_api.iou(part_a, part_b, [0] * len(part_b))).reshape(
+        len(rles_a), len(rles_b)
+    )
 
 
 def mask_to_image_rle(
@@ -286,7 +376,6 @@ def merge_tile_masks(
     tile_ids = np.asarray(tile_ids, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     cut = np.asarray(cut, dtype=bool)
-    height, width = (int(s) for s in rles[0]['size'])
     boxes = rle_boxes(rles)
     by_tile = {t: np.flatnonzero(tile_ids == t) for t in np.unique(tile_ids).tolist()}
 
@@ -295,21 +384,14 @@ def merge_tile_masks(
     used = sorted(by_tile)
     for i, a in enumerate(used):
         for b in used[i + 1 :]:
-            zone = np.concatenate(
-                [np.maximum(tiles[a, :2], tiles[b, :2]), np.minimum(tiles[a, 2:], tiles[b, 2:])]
-            )
-            if zone[2] <= zone[0] or zone[3] <= zone[1]:
+            zone = overlap_zone(tiles[a], tiles[b])
+            if zone is None:
                 continue
             in_a = by_tile[a][_boxes_meet(zone, boxes[by_tile[a]])]
             in_b = by_tile[b][_boxes_meet(zone, boxes[by_tile[b]])]
             if not len(in_a) or not len(in_b):
                 continue
-            zone_rle = rectangle_rle(zone, height, width)
-            part_a = [mask_api.merge([rles[k], zone_rle], intersect=True) for k in in_a]
-            part_b = [mask_api.merge([rles[k], zone_rle], intersect=True) for k in in_b]
-            ious = np.asarray(mask_api.iou(part_a, part_b, [0] * len(part_b))).reshape(
-                len(in_a), len(in_b)
-            )
+            ious = _zone_ious([rles[k] for k in in_a], [rles[k] for k in in_b], zone)
             for p, q in zip(*np.nonzero(ious > merge_iou)):
                 if cut[in_a[p]] or cut[in_b[q]]:
                     groups.union(int(in_a[p]), int(in_b[q]))
@@ -354,6 +436,9 @@ __all__ = [
     'inner_edges',
     'is_cut_by_tile',
     'route_prompt',
+    'overlap_zone',
+    'continuation_seeds',
+    'zone_iou',
     'mask_to_image_rle',
     'rectangle_rle',
     'rle_boxes',

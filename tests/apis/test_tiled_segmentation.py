@@ -48,7 +48,6 @@ class OraclePredictor:
 
     def set_image(self, image):
         self.labels, _ = _components(image)
-        self.calls = getattr(self, 'calls', 0) + 1
 
     def reset_image(self):
         self.labels = None
@@ -169,24 +168,34 @@ def test_oracle_prompts_are_routed_and_unioned():
         {'box': [20, 300, 880, 320]},  # the band: no tile holds it, split over five
         {'point_coords': [[440, 460], [100, 100]], 'point_labels': [1, 0]},
         {'point_coords': [[30, 302], [870, 318]]},  # two points at both ends of the band
+        {'point_coords': [[450, 310]]},  # one point on the band: followed over five tiles
     ]
     tiler = TiledSegmenter(TILE, OVERLAP)
     records = tiler.segment_prompts(image, oracle, prompts)
     assert len(records) == len(prompts)
-    # a prompt is answered in its tile(s) only: object 0 crosses the only tile that holds
-    # its point (x 0..256), the two points of prompt 4 lie in the first and last column
-    x0, y0, x1, y1 = tiler.tiles(600, 900)[0]
-    in_tile = np.zeros((600, 900), dtype=bool)
-    in_tile[y0:y1, x0:x1] = True
+    # object 0 crosses the only tile that holds its point (x 0..256): followed into the
+    # next one; the two points of prompt 4 lie in the first and last tile column (a split
+    # prompt: answered there only)
     band_ends = (np.arange(900) < 256) | (np.arange(900) >= 644)
-    expected = [objects[0] & in_tile, objects[1], objects[2], objects[3], objects[2] & band_ends]
+    expected = [*objects[:4], objects[2] & band_ends, objects[2]]
     for record, obj in zip(records, expected):
         assert _iou(_decode(record), obj) == 1.0
-    assert [r['cut'] for r in records] == [True, False, False, False, False]
-    assert len(records[0]['tiles']) == 1 and len(records[2]['tiles']) == 5
+    assert not any(r['cut'] for r in records)
+    assert len(records[0]['tiles']) == 2 and len(records[2]['tiles']) == 5
     assert records[2]['crop_box'] == [0, 172, 900, 256]
-    assert len(records[4]['tiles']) == 2
-    assert oracle.calls <= 15  # one encoder pass per tile used, at most
+    assert len(records[4]['tiles']) == 2 and len(records[5]['tiles']) == 5
+    # not followed: the mask stops at the tile's edge, and says so
+    unfollowed = TiledSegmenter(TILE, OVERLAP, max_prompt_tiles=1)
+    (record,) = unfollowed.segment_prompts(image, oracle, prompts[:1])
+    x0, y0, x1, y1 = unfollowed.tiles(600, 900)[0]
+    in_tile = np.zeros((600, 900), dtype=bool)
+    in_tile[y0:y1, x0:x1] = True
+    assert _iou(_decode(record), objects[0] & in_tile) == 1.0 and record['cut']
+    # followed over three tiles at most: the band is cut
+    (record,) = TiledSegmenter(TILE, OVERLAP, max_prompt_tiles=3).segment_prompts(
+        image, oracle, prompts[5:]
+    )
+    assert len(record['tiles']) == 3 and record['cut']
     with pytest.raises(ValueError, match='outside'):
         TiledSegmenter(TILE, OVERLAP).segment_prompts(image, oracle, [{'box': [0, 0, 901, 5]}])
     with pytest.raises(ValueError, match='foreground point'):
@@ -234,8 +243,9 @@ def test_sam_prompts_one_tile_equal_direct_and_are_routed(tiny_sam):
         assert record['predicted_iou'] == float(score[0])
 
     # a multi-tile image: every prompt gets one mask, that of the predictor on its tile
+    # (not followed: random weights give masks that touch every edge)
     big = smooth_image(420, 500, seed=7)
-    tiler = TiledSegmenter(256, 64)
+    tiler = TiledSegmenter(256, 64, max_prompt_tiles=1)
     tiles = tiler.tiles(420, 500)
     prompts = [{'point_coords': [[x, y]]} for x, y in ((30, 40), (250, 210), (480, 400))]
     records = tiler.segment_prompts(big, predictor, prompts)
