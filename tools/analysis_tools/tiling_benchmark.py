@@ -34,7 +34,7 @@ MOBILE_SAM = 'mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px'
 CHUNK = 512
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size', type=int, default=20000, help='image side in pixels')
     parser.add_argument('--tiff', default=None, help='the TIFF (written when missing)')
@@ -45,7 +45,7 @@ def parse_args():
     parser.add_argument('--max-tiles', type=int, default=None, help='default: all tiles')
     parser.add_argument('--points-per-side', type=int, default=16, help='AMG grid per tile')
     parser.add_argument('--json', default=None, help='also write the results here')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def _chunk(y0: int, x0: int) -> np.ndarray:
@@ -101,8 +101,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def main():
-    args = parse_args()
+def main(argv=None) -> dict:
+    """Run the benchmark; returns (and prints) the results."""
+    args = parse_args(argv)
     tiff = args.tiff or osp.join(tempfile.gettempdir(), f'mmsam_tiling_{args.size}.tif')
     write_seconds = None
     if not osp.isfile(tiff):
@@ -161,6 +162,7 @@ def main():
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump(result, f, indent=2)
+    return result
 
 
 if __name__ == '__main__':
