@@ -51,6 +51,14 @@ def parse_args():
     parser.add_argument(
         '--backends', nargs='+', choices=('browser', 'server'), default=['browser', 'server']
     )
+    parser.add_argument(
+        '--wasm-threads',
+        type=int,
+        nargs='+',
+        default=[0],
+        help="onnxruntime-web threads to try (the page's ?threads=N; 0: the page's default, "
+        'min(4, cores))',
+    )
     parser.add_argument('--clicks', type=int, default=20, help='timed clicks per backend')
     parser.add_argument('--points-per-prompt', type=int, default=3)
     parser.add_argument('--size', type=int, nargs=2, default=(768, 1024), metavar=('H', 'W'))
@@ -136,8 +144,13 @@ def bench_model(key, args, tmp, browser_paths):
     }
     driver = headless_chrome(*browser_paths)
     try:
-        for backend in args.backends:
+        runs = [('server', 0)] if 'server' in args.backends else []
+        if 'browser' in args.backends:
+            runs = [('browser', t) for t in args.wasm_threads] + runs
+        for backend, threads in runs:
             query = '?backend=server' if backend == 'server' else ''
+            query = f'?threads={threads}' if threads else query
+            label = f'{backend}-{threads}threads' if threads else backend
             loaded = time.perf_counter()
             open_page(driver, f'http://127.0.0.1:{port}/{query}#image.png', timeout=900)
             load_s = time.perf_counter() - loaded  # the first: includes the embedding
@@ -146,19 +159,19 @@ def bench_model(key, args, tmp, browser_paths):
                 raise RuntimeError(f'the page decodes on the {got}, not the {backend}')
             warm = _clicks(driver, 1, 1, size, seed=99)[0]
             timed = _clicks(driver, args.clicks, args.points_per_prompt, size, seed=0)
-            threads = driver.execute_script(
+            used = driver.execute_script(
                 "return typeof ort === 'undefined' ? null : ort.env.wasm.numThreads"
             )
-            result[backend] = {
+            result[label] = {
                 'page_load_s': load_s,
                 'first_click_ms': warm['ms'],
                 'click_ms': _summary([t['ms'] for t in timed]),
                 'decode_ms': _summary([t['decodeMs'] for t in timed]),
-                'wasm_threads': threads if backend == 'browser' else None,
+                'wasm_threads': used if backend == 'browser' else None,
             }
             print(
-                f'{key} {backend}: median {result[backend]["click_ms"]["median"]:.1f} ms per '
-                f'click (p90 {result[backend]["click_ms"]["p90"]:.1f}), first click '
+                f'{key} {label}: median {result[label]["click_ms"]["median"]:.1f} ms per '
+                f'click (p90 {result[label]["click_ms"]["p90"]:.1f}), first click '
                 f'{warm["ms"]:.0f} ms, page load {load_s:.1f} s',
                 flush=True,
             )

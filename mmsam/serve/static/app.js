@@ -573,8 +573,9 @@ async function startDecoder() {
   }
   try {
     ort.env.wasm.wasmPaths = '/ort/';
-    ort.env.wasm.numThreads = self.crossOriginIsolated
-      ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+    const threads = Number(new URLSearchParams(location.search).get('threads')) ||
+      Math.min(4, navigator.hardwareConcurrency || 1);
+    ort.env.wasm.numThreads = self.crossOriginIsolated ? threads : 1; // ?threads=N
     const model = await (await api('/api/decoder.onnx')).arrayBuffer();
     app.session = await ort.InferenceSession.create(model, { executionProviders: ['wasm'] });
     return 'browser';
