@@ -26,6 +26,10 @@ from .model_zoo import arch_overrides, build_model, get_model_info
 FULL_MODEL_NAMES = {
     **{s: f'sam_vit-{s}-p16_3rdparty_sa1b-1024px' for s in ('base', 'large', 'huge')},
     'tinyvit-5m': 'mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px',
+    **{
+        f'efficientvit-{s}': f'efficientvit-sam_{s}_3rdparty_sa1b-{px}px'
+        for s, px in (('l0', 512), ('l1', 512), ('l2', 512), ('xl0', 1024), ('xl1', 1024))
+    },
 }
 #: SAM-HQ's names by encoder size (files whose decoder has ``mask_decoder.hf_token``)
 HQ_MODEL_NAMES = {
@@ -40,8 +44,8 @@ HEADLESS_MODEL_NAMES = {
 
 def _zoo_key(arch_info: dict) -> str:
     """The key of :data:`FULL_MODEL_NAMES` for an encoder (``'base'``, ``'tinyvit-5m'``)."""
-    if arch_info.get('encoder') == 'tinyvit':
-        return f'tinyvit-{arch_info["arch"]}'
+    if arch_info.get('encoder') in ('tinyvit', 'efficientvit'):
+        return f'{arch_info["encoder"]}-{arch_info["arch"]}'
     return arch_info['arch']
 
 
@@ -91,6 +95,12 @@ class ConversionReport:
                 f'model: {self.arch} TinyViT encoder: channels {s["channels"]}, depths '
                 f'{s["depths"]}, heads {s["num_heads"][1:]}, windows {s["window_sizes"][1:]}'
             )
+        elif 'widths' in s:  # EfficientViT-SAM
+            what = 'full EfficientViT-SAM'
+            model = (
+                f'model: EfficientViT-SAM {self.arch.upper()} encoder: widths {s["widths"]}, '
+                f'depths {s["depths"]}, {s["input_size"]}px input'
+            )
         else:
             model = (
                 f'model: {self.arch} ViT encoder: {s["embed_dims"]} wide, {s["num_layers"]} '
@@ -131,7 +141,9 @@ def _target_state(
 ) -> Dict[str, torch.Tensor]:
     """Keys and shapes of the model a converted checkpoint is for (built on ``meta``)."""
     names = _model_names(backbone_only, hq)
-    if arch_info.get('encoder') == 'tinyvit':
+    if arch_info.get('encoder') == 'efficientvit':
+        config = Config.fromfile(get_model_info(names[_zoo_key(arch_info)])['Config'])
+    elif arch_info.get('encoder') == 'tinyvit':
         config = Config.fromfile(get_model_info(names['tinyvit-5m'])['Config'])
         if arch_info['arch'] != '5m':
             arch = arch_info['arch']
@@ -182,6 +194,11 @@ def convert_checkpoint(
     except (KeyMapError, ValueError) as e:
         raise CheckpointLoadError(f'checkpoint {src!r}: {e}') from e
     del source
+    if backbone_only and arch_info.get('encoder') == 'efficientvit':
+        raise CheckpointLoadError(
+            f'checkpoint {src!r} is an EfficientViT-SAM: mmsam has no headless model of it; '
+            'convert the full model (without backbone_only / --backbone-only)'
+        )
     if not backbone_only and not any(
         k.startswith(('prompt_encoder.', 'mask_decoder.')) for k in state
     ):

@@ -476,6 +476,8 @@ def infer_encoder_arch(state_dict: Mapping[str, torch.Tensor], prefix: str = 'ba
 
     if prefix + TINYVIT_MARKER in state_dict:
         return infer_tinyvit_arch(state_dict, prefix)
+    if prefix + EFFICIENTVIT_MARKER in state_dict:
+        return infer_efficientvit_arch(state_dict, prefix)
     proj = state_dict.get(prefix + 'patch_embed.projection.weight')
     if proj is None:
         raise ValueError(
@@ -606,4 +608,68 @@ def infer_tinyvit_arch(state_dict: Mapping[str, torch.Tensor], prefix: str = 'ba
         img_size=1024,
         patch_size=16,
         window_size=None,
+    )
+
+
+#: A key only EfficientViT-SAM's encoder has (mmsam's names, without the prefix).
+EFFICIENTVIT_MARKER = 'neck.lateral_convs.0.conv.weight'
+
+
+def infer_efficientvit_arch(
+    state_dict: Mapping[str, torch.Tensor], prefix: str = 'backbone.'
+) -> dict:
+    """Read a ``SAMEfficientViT`` encoder's size from an mmsam-layout state dict.
+
+    Stage widths come from each stage's last convolution, depths from the block indices,
+    the neck's depth from its block indices; the published size with those values is the
+    answer (the block types and expansions are not all readable from shapes).
+
+    Args:
+        state_dict: ``backbone.*`` keys in mmsam's ``SAMEfficientViT`` layout.
+        prefix: the encoder's key prefix.
+
+    Returns:
+        dict with ``encoder='efficientvit'``, ``arch`` (``'l0'`` ... ``'xl1'``),
+        ``arch_settings`` (the zoo's), ``img_size`` (1024: SAM's frame),
+        ``patch_size`` (16) and ``window_size`` (None).
+
+    Raises:
+        ValueError: if the stages are missing or fit no published size.
+    """
+    from ..models.backbones.sam_efficientvit import SAMEfficientViT
+
+    blocks: Dict[int, set] = {}
+    neck_blocks = set()
+    for key in state_dict:
+        match = re.match(re.escape(prefix) + r'stages\.(\d+)\.(\d+)\.', key)
+        if match:
+            blocks.setdefault(int(match[1]), set()).add(int(match[2]))
+        match = re.match(re.escape(prefix) + r'neck\.blocks\.(\d+)\.', key)
+        if match:
+            neck_blocks.add(int(match[1]))
+    if not blocks or sorted(blocks) != list(range(len(blocks))):
+        raise ValueError(f'no EfficientViT stages in the state dict ({prefix}stages.N.M.*)')
+    widths = []
+    for i in range(len(blocks)):
+        first = f'{prefix}stages.{i}.0.'
+        key = first + ('conv.weight' if i == 0 else 'main.point_conv.conv.weight')
+        widths.append(int(state_dict[key].shape[0]) if key in state_dict else -1)
+    found = dict(
+        widths=widths,
+        depths=[len(blocks[i]) - 1 for i in range(len(blocks))],
+        neck_depth=len(neck_blocks),
+    )
+    for name, zoo in SAMEfficientViT.arch_zoo.items():
+        if all(zoo[k] == v for k, v in found.items()):
+            return dict(
+                encoder='efficientvit',
+                arch=name,
+                arch_settings=SAMEfficientViT._parse_arch(name),
+                img_size=1024,
+                patch_size=16,
+                window_size=None,
+            )
+    raise ValueError(
+        f'an EfficientViT-SAM encoder of no published size ({found}); '
+        f'known: {sorted(SAMEfficientViT.arch_zoo)}'
     )

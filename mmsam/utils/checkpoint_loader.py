@@ -31,6 +31,8 @@ def _describe(arch_info: dict) -> str:
     s = arch_info['arch_settings']
     if arch_info.get('encoder') == 'tinyvit':
         return f'TinyViT {arch_info["arch"]} (channels {s["channels"]})'
+    if arch_info.get('encoder') == 'efficientvit':
+        return f'EfficientViT-SAM {arch_info["arch"].upper()} (widths {s["widths"]})'
     name = arch_info['arch'] if arch_info['arch'] != 'custom' else 'custom ViT'
     return f'{name} ({s["embed_dims"]} wide, {s["num_layers"]} layers, {arch_info["img_size"]}px)'
 

@@ -102,8 +102,12 @@ def _max_output_diff(official, model) -> float:
 
 def test_list_models_and_info():
     names = list_models()
-    assert len(names) == 12
+    assert len(names) == 17
     assert list_models('mobile-sam') == ['mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px']
+    assert list_models('efficientvit-sam') == [
+        *(f'efficientvit-sam_{s}_3rdparty_sa1b-512px' for s in ('l0', 'l1', 'l2')),
+        *(f'efficientvit-sam_{s}_3rdparty_sa1b-1024px' for s in ('xl0', 'xl1')),
+    ]
     assert list_models('*hq*') == [
         'light-hq-sam_tinyvit-5m_3rdparty_hqseg44k-1024px',
         *(f'sam-hq_vit-{s}-p16_3rdparty_hqseg44k-1024px' for s in ('base', 'huge', 'large')),
