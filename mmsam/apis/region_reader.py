@@ -4,16 +4,18 @@
 ``read(box) -> (h, w, 3) uint8 RGB``. What is read lazily (only the bytes of the tiles
 or strips that a rectangle touches):
 
-* TIFF (``.tif`` / ``.tiff``, first page, as :func:`~mmsam.apis.image_io.load_image`),
+* TIFF (any file that starts as one: ``.tif``, BigTIFF, ``.svs``, ...; the first page, as
+  :func:`~mmsam.apis.image_io.load_image`),
   with ``tifffile``: grayscale (``MINISBLACK``) or RGB, extra samples (alpha) dropped,
   chunky or planar, 1-bit, 8-bit or 16-bit unsigned samples (16-bit scaled by
   :func:`~mmsam.apis.image_io.to_rgb_uint8`, ``round(v / 257)``, as ``load_image`` does for
   16-bit grayscale; Pillow reads 16-bit RGB TIFFs as their high bytes, so ``load_image``
   of those can be 1 lower), tiled or in strips, uncompressed
   (memory-mapped), or compressed with a codec tifffile decodes on its own (Deflate/zlib,
-  PackBits, LZMA, Zstd; LZW, JPEG, WebP, ... when the ``imagecodecs`` package is
-  installed). A compressed strip or tile larger than ``max_segment_bytes`` decoded is
-  refused (a huge image stored as one strip: re-save it tiled).
+  PackBits, LZMA; LZW, JPEG, Zstd, WebP, ... when the ``imagecodecs`` package is
+  installed; checked by decoding one segment when the file is opened). A compressed
+  strip or tile larger than ``max_segment_bytes`` decoded is refused (a huge image stored
+  as one strip: re-save it tiled).
 
 Every other file (other formats, and TIFFs with a palette, another photometric, an
 orientation tag other than top-left, signed/float samples or a codec tifffile lacks) is
@@ -32,7 +34,14 @@ from .image_io import ImageReadError, load_image, to_rgb_uint8
 #: for every rectangle).
 MAX_SEGMENT_BYTES = 256 << 20
 
-_TIFF_SUFFIXES = ('.tif', '.tiff')
+#: The first bytes of a TIFF (little/big endian) and of a BigTIFF.
+_TIFF_MAGIC = (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')
+
+
+def _is_tiff(path: str) -> bool:
+    """Whether a file starts as a TIFF does (whatever its suffix: .tif, .svs, .btf, ...)."""
+    with open(path, 'rb') as f:
+        return f.read(4) in _TIFF_MAGIC
 
 
 def _check_box(box: Sequence[int], height: int, width: int) -> Tuple[int, int, int, int]:
@@ -104,6 +113,13 @@ class TiffRegionReader:
             else:
                 what = 'tiles' if page.is_tiled else 'strips'
                 how = f'{len(page.dataoffsets)} {what}, compression {page.compression.name}'
+                try:  # a codec tifffile lists may still lack its module: decode one now
+                    self.read_raw([0, 0, 1, 1])
+                except (ImportError, ValueError, KeyError, RuntimeError) as err:
+                    raise ValueError(
+                        f'{path}: cannot read lazily: {page.compression.name} segments '
+                        f'do not decode ({type(err).__name__}: {err})'
+                    ) from err
             self.description = f'read lazily with tifffile ({how})'
         except BaseException:
             self._tif.close()
@@ -237,7 +253,7 @@ def open_region_reader(
     if not os.path.isfile(path):
         raise FileNotFoundError(f'image file not found: {path}')
     reason = 'not a TIFF'
-    if path.lower().endswith(_TIFF_SUFFIXES):
+    if _is_tiff(path):
         import tifffile
 
         try:
