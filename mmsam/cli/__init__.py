@@ -1,8 +1,9 @@
-"""The ``mmsam`` command: ``segment``, ``amg``, ``annotate``, ``embed`` and ``convert``.
+"""The ``mmsam`` command: ``segment``, ``amg``, ``annotate``, ``embed``, ``convert`` and
+``serve``.
 
 One module per command (:mod:`.segment`, :mod:`.amg`, :mod:`.annotate`, :mod:`.embed`,
-:mod:`.convert`), each with a ``run(args)``; :mod:`.distributed` runs the folder jobs
-on several processes (``--launcher``); :mod:`.parser` defines the command line,
+:mod:`.convert`, :mod:`.serve`), each with a ``run(args)``; :mod:`.distributed` runs the
+folder jobs on several processes (``--launcher``); :mod:`.parser` defines the command line,
 :mod:`.folder_jobs` runs a job over a folder of images (listing, resume, progress,
 failures). The library they call is :mod:`mmsam.apis`.
 

@@ -82,7 +82,9 @@ class ImageFolder:
             real = osp.realpath(path)
             if _is_within(real, self.work_dir) or not _is_within(real, self.root):
                 continue  # the server's own files, or a link leading out of the folder
-            names.append(osp.relpath(path, self.root).replace(os.sep, '/'))
+            name = osp.relpath(path, self.root).replace(os.sep, '/')
+            if not any(part.startswith('.') for part in name.split('/')):
+                names.append(name)  # hidden folders are not served (see path)
         return names
 
     def path(self, name: str) -> str:

@@ -27,6 +27,17 @@ def build_tiny_sam():
     return randomize_parameters(model, seed=3).eval()
 
 
+def write_model_files(folder):
+    """The tiny SAM as ``mmsam`` command files: ``(model, config path, checkpoint path)``."""
+    model = build_tiny_sam()
+    weights = folder / 'tiny.pth'
+    torch.save(model.state_dict(), weights)
+    config = folder / 'tiny.py'
+    model_cfg = sam_model_cfg('tiny', img_size=IMG_SIZE, window_size=WINDOW)
+    config.write_text(f"default_scope = 'mmdet'\nmodel = {model_cfg!r}\n")
+    return model, config, weights
+
+
 @pytest.fixture(scope='session')
 def tiny_sam():
     return build_tiny_sam()

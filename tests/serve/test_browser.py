@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from serve_fixtures import build_tiny_sam, rgb_of, write_images
+from serve_fixtures import rgb_of, write_images, write_model_files
 
 from mmsam.apis import SAMPredictor
 from mmsam.serve.browser import (
@@ -34,7 +33,6 @@ from mmsam.serve.browser import (
     stop_server,
     wait_for,
 )
-from mmsam.testing import sam_model_cfg
 
 REPO = Path(__file__).resolve().parents[2]
 IOU_MIN = 0.99
@@ -66,12 +64,7 @@ def served(tmp_path_factory):
     """The page's URL, its image folder and the model, with the server running."""
     chromium, driver_path = _browser_tools()
     tmp = tmp_path_factory.mktemp('serve_browser')
-    model = build_tiny_sam()
-    weights = tmp / 'tiny.pth'
-    torch.save(model.state_dict(), weights)
-    config = tmp / 'tiny.py'
-    model_cfg = sam_model_cfg('tiny', img_size=256, window_size=4)
-    config.write_text(f"default_scope = 'mmdet'\nmodel = {model_cfg!r}\n")
+    model, config, weights = write_model_files(tmp)
     folder = tmp / 'images'
     write_images(folder)
     port = free_port()
