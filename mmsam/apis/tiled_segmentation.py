@@ -204,8 +204,8 @@ class TiledSegmenter:
             points, labels = points[inside], labels[inside]
             if box is not None:
                 box = np.array([max(box[0], x0), max(box[1], y0), min(box[2], x1), min(box[3], y1)])
-                if box[2] <= box[0] or box[3] <= box[1]:
-                    box = None
+                if box[2] < box[0] or box[3] < box[1]:
+                    box = None  # the tile holds only the prompt's points
             if box is None and not (labels == 1).any():
                 return None
         local: Dict[str, Any] = {}
@@ -280,7 +280,7 @@ class TiledSegmenter:
             while jobs:  # rounds: the routed prompts, then the objects they were cut from
                 later: Dict[int, list] = {}
                 for t in sorted(jobs):
-                    self._prompt_tile(predictor, reader, tiles, t, jobs[t], pieces, later)
+                    self._prompt_tile(predictor, reader, tiles, t, jobs[t], pieces, later, followed)
                     for i, _, _ in jobs[t]:
                         visited[i].add(t)
                     if bar is not None:
@@ -300,6 +300,9 @@ class TiledSegmenter:
                 reader.close()
         records = []
         for (points, labels, box), found in zip(parsed, pieces):
+            if not found:  # a degenerate prompt no tile could take: an empty mask
+                empty = mask_to_image_rle(np.zeros((1, 1), bool), (0, 0), height, width)
+                found = [(0, empty, 0.0)]
             rles = [r for _, r, _ in found]
             rle = rles[0] if len(rles) == 1 else mask_api.merge(rles)
             used = tiles[sorted({t for t, _, _ in found})]
@@ -322,7 +325,7 @@ class TiledSegmenter:
             )
         return records
 
-    def _prompt_tile(self, predictor, reader, tiles, t, entries, pieces, later) -> None:
+    def _prompt_tile(self, predictor, reader, tiles, t, entries, pieces, later, followed) -> None:
         """Decode the prompts of tile ``t``; queue where their cut objects go on.
 
         A continuation (an entry with a fragment to continue) is kept only when its mask
@@ -344,7 +347,7 @@ class TiledSegmenter:
                 if zone_iou(rle, fragment, zone) <= self.merge_iou:
                     continue  # another object: the fragment stays as it was
             pieces[i].append((t, rle, float(best_score[0])))
-            if self.max_prompt_tiles > 1:
+            if followed[i]:
                 seeds = continuation_seeds(
                     mask, t, tiles, height, width, self.edge_tolerance, {p[0] for p in pieces[i]}
                 )

@@ -197,7 +197,10 @@ def continuation_seeds(
     if not any(inner[k] and strips[k].any() for k in range(4)):
         return []
     seeds = []
-    for n in range(len(tiles)):
+    near = (np.minimum(tiles[:, 2], x1) > np.maximum(tiles[:, 0], x0)) & (
+        np.minimum(tiles[:, 3], y1) > np.maximum(tiles[:, 1], y0)
+    )
+    for n in np.flatnonzero(near).tolist():
         if n == tile or n in skip:
             continue
         zone = overlap_zone(tiles[tile], tiles[n])

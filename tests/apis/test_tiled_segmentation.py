@@ -196,6 +196,9 @@ def test_oracle_prompts_are_routed_and_unioned():
         image, oracle, prompts[5:]
     )
     assert len(record['tiles']) == 3 and record['cut']
+    # a zero-width box over three tile rows is clipped to each of them: one record
+    (record,) = tiler.segment_prompts(image, oracle, [{'box': [40, 100, 40, 500]}])
+    assert len(record['tiles']) == 3
     with pytest.raises(ValueError, match='outside'):
         TiledSegmenter(TILE, OVERLAP).segment_prompts(image, oracle, [{'box': [0, 0, 901, 5]}])
     with pytest.raises(ValueError, match='foreground point'):
