@@ -44,6 +44,13 @@ def parse_args(argv=None):
     parser.add_argument('--tile-overlap', type=int, default=256)
     parser.add_argument('--max-tiles', type=int, default=None, help='default: all tiles')
     parser.add_argument('--points-per-side', type=int, default=16, help='AMG grid per tile')
+    parser.add_argument(
+        '--max-prompt-tiles',
+        type=int,
+        default=1,
+        help='prompts: tiles an object is followed over (default 1: one pass per tile; '
+        'random weights give masks that touch every edge, so following would multiply it)',
+    )
     parser.add_argument('--json', default=None, help='also write the results here')
     return parser.parse_args(argv)
 
@@ -117,7 +124,9 @@ def main(argv=None) -> dict:
 
     imported = peak_rss_mib()
     model = build_model(args.model)
-    tiler = TiledSegmenter(args.tile_size, args.tile_overlap)
+    tiler = TiledSegmenter(
+        args.tile_size, args.tile_overlap, max_prompt_tiles=args.max_prompt_tiles
+    )
     reader = open_region_reader(tiff)
     tiles = tiler.tiles(reader.height, reader.width)
     count = len(tiles) if args.max_tiles is None else min(args.max_tiles, len(tiles))
@@ -144,6 +153,7 @@ def main(argv=None) -> dict:
         model=args.model,
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
+        max_prompt_tiles=args.max_prompt_tiles,
         tiles_total=len(tiles),
         tiles_run=count,
         records=len(records),
