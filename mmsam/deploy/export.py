@@ -151,6 +151,8 @@ def export_decoder(
         meta.USE_STABILITY_SCORE: bool(use_stability_score),
         meta.RETURN_EXTRA_METRICS: bool(return_extra_metrics),
     }
+    if hasattr(model.mask_decoder, 'hq_token_only'):  # SAM-HQ: fixed in the graph
+        props[meta.HQ_TOKEN_ONLY] = bool(model.mask_decoder.hq_token_only)
     dynamic_axes = {'point_coords': {1: 'num_points'}, 'point_labels': {1: 'num_points'}}
     return _onnx_export(
         wrapper,

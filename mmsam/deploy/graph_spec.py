@@ -32,6 +32,7 @@ NUM_MASK_TOKENS = 'num_mask_tokens'
 RETURN_SINGLE_MASK = 'return_single_mask'
 USE_STABILITY_SCORE = 'use_stability_score'
 RETURN_EXTRA_METRICS = 'return_extra_metrics'
+HQ_TOKEN_ONLY = 'hq_token_only'  # SAM-HQ decoders only
 
 
 def encode_metadata(values: Mapping[str, Any]) -> Dict[str, str]:

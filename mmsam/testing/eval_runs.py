@@ -102,3 +102,41 @@ def run_test_script(
     found = sorted(glob.glob(osp.join(work_dir, '*', '*.json')))
     metrics = json.load(open(found[-1])) if found else None
     return proc.returncode, proc.stdout + proc.stderr, metrics
+
+
+def input_size_overrides(img_size: int) -> dict:
+    """``model`` config overrides that run a SAM config at ``img_size`` px (the image
+    encoder, the data preprocessor and the prompt encoder's sizes), e.g. for
+    ``mmsam.get_model(config, **input_size_overrides(256))``."""
+    side = img_size // 16
+    return dict(
+        backbone=dict(img_size=img_size),
+        data_preprocessor=dict(image_size=img_size),
+        prompt_encoder=dict(image_embedding_size=(side, side), input_image_size=(img_size,) * 2),
+    )
+
+
+def run_box_prompt_eval(
+    config: str, checkpoint: str, data_root: str, work_dir: str, img_size: int
+) -> Tuple[int, str, Optional[dict]]:
+    """:func:`run_test_script` with a COCO prompt config on the dataset at ``data_root``
+    (e.g. :func:`mmsam.testing.coco_fixture.make_coco_fixture`'s), the model at
+    ``img_size`` px, no dataloader workers."""
+    side = img_size // 16
+    options = [
+        f'test_dataloader.dataset.data_root={data_root}/',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False',
+        f'model.backbone.img_size={img_size}',
+        f'model.data_preprocessor.image_size={img_size}',
+        f'model.prompt_encoder.image_embedding_size=[{side},{side}]',
+        f'model.prompt_encoder.input_image_size=[{img_size},{img_size}]',
+    ]
+    return run_test_script([config, checkpoint, '--cfg-options', *options], work_dir)
+
+
+def run_cli(args: List[str]) -> subprocess.CompletedProcess:
+    """``python -m mmsam.cli ARGS`` in a subprocess of this checkout, on one thread."""
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-m', 'mmsam.cli', *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

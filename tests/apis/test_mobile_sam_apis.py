@@ -9,8 +9,6 @@ command line and ``tools/test.py`` against the predictor.
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,17 +17,13 @@ import torch
 import mmsam
 from mmsam.apis import AutomaticMaskGenerator, SAMPredictor
 from mmsam.testing import smooth_image
-from mmsam.testing.eval_runs import REPO
+from mmsam.testing.eval_runs import REPO, input_size_overrides, run_box_prompt_eval, run_cli
 from mmsam.testing.mobile_sam_parity import mobile_sam_config_path, randomize_mobile_sam
 from mmsam.utils.checkpoint_io import save_checkpoint
 
 IMG = 256
 NAME = 'mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px'
-SMALL = dict(
-    backbone=dict(img_size=IMG),
-    data_preprocessor=dict(image_size=IMG),
-    prompt_encoder=dict(image_embedding_size=(IMG // 16, IMG // 16), input_image_size=(IMG, IMG)),
-)
+SMALL = input_size_overrides(IMG)
 
 
 def _small_mobile_sam(seed=0):
@@ -135,11 +129,6 @@ def checkpoint(model, tmp_path_factory):
     return str(path)
 
 
-def _run(cmd, **kwargs):
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_cli_segment_with_model_name(image, tmp_path):
     """``mmsam segment --model <MobileSAM name>`` (1024 px) equals the predictor's mask."""
     from PIL import Image
@@ -152,9 +141,9 @@ def test_cli_segment_with_model_name(image, tmp_path):
     image_path = tmp_path / 'blobs.png'
     Image.fromarray(image).save(image_path)
     out = tmp_path / 'out'
-    cmd = [sys.executable, '-m', 'mmsam.cli', 'segment', str(image_path), '--model', NAME]
+    cmd = ['segment', str(image_path), '--model', NAME]
     cmd += ['--weights', weights, '--points', '100,70', '--out-dir', str(out), '--device', 'cpu']
-    proc = _run(cmd)
+    proc = run_cli(cmd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     pngs = sorted(out.rglob('*.png'))
     assert pngs, sorted(out.rglob('*'))
@@ -169,24 +158,13 @@ def test_cli_segment_with_model_name(image, tmp_path):
 def test_tools_test_box_prompt_config(checkpoint, tmp_path):
     """tools/test.py with MobileSAM's box-prompt config on the COCO fixture."""
     from mmsam.testing.coco_fixture import make_coco_fixture
-    from mmsam.testing.eval_runs import run_test_script
 
     data = make_coco_fixture(str(tmp_path / 'coco'), seed=0, bad_entries=False)
     config = os.path.join(
         REPO, 'configs/mobile_sam/mobile-sam_tinyvit-5m_coco-val2017_box-prompt.py'
     )
-    options = [
-        f'test_dataloader.dataset.data_root={data["data_root"]}/',
-        'test_dataloader.num_workers=0',
-        'test_dataloader.persistent_workers=False',
-        f'model.backbone.img_size={IMG}',
-        f'model.data_preprocessor.image_size={IMG}',
-        f'model.prompt_encoder.image_embedding_size=[{IMG // 16},{IMG // 16}]',
-        f'model.prompt_encoder.input_image_size=[{IMG},{IMG}]',
-    ]
-    code, output, metrics = run_test_script(
-        [config, checkpoint, '--cfg-options', *options], str(tmp_path / 'work')
-    )
+    work = str(tmp_path / 'work')
+    code, output, metrics = run_box_prompt_eval(config, checkpoint, data['data_root'], work, IMG)
     assert code == 0, output[-3000:]
     assert metrics is not None and metrics['coco/num_instances'] > 0
     assert 0.0 <= metrics['coco/mIoU@1'] <= 1.0

@@ -9,8 +9,6 @@ command line and ``tools/test.py`` against the predictor.
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,18 +17,14 @@ import torch
 import mmsam
 from mmsam.apis import AutomaticMaskGenerator, SAMPredictor
 from mmsam.testing import smooth_image
-from mmsam.testing.eval_runs import REPO
+from mmsam.testing.eval_runs import REPO, input_size_overrides, run_box_prompt_eval, run_cli
 from mmsam.testing.mobile_sam_parity import randomize_mobile_sam
 from mmsam.testing.sam_hq_parity import LIGHT_HQ_SAM_CONFIG, config_path
 from mmsam.utils.checkpoint_io import save_checkpoint
 
 IMG = 256
 NAME = 'light-hq-sam_tinyvit-5m_3rdparty_hqseg44k-1024px'
-SMALL = dict(
-    backbone=dict(img_size=IMG),
-    data_preprocessor=dict(image_size=IMG),
-    prompt_encoder=dict(image_embedding_size=(IMG // 16, IMG // 16), input_image_size=(IMG, IMG)),
-)
+SMALL = input_size_overrides(IMG)
 POINT = dict(point_coords=np.array([[100.0, 70.0]]), point_labels=np.array([1]))
 
 
@@ -116,30 +110,37 @@ def test_hq_token_only_is_refused_by_sam():
         predictor.predict(**POINT, hq_token_only=True)
 
 
-@pytest.mark.parametrize('hq_token_only', [False, True])
-def test_onnx_encoder_and_decoder(model, predictor, image, tmp_path, hq_token_only):
+def test_onnx_encoder_and_decoder(model, predictor, image, tmp_path):
     pytest.importorskip('onnxruntime')
     from mmsam.deploy import ONNXPredictor, export_decoder, export_encoder
+    from mmsam.deploy.graph_spec import decode_metadata
+    from mmsam.deploy.onnx_session import CheckedSession
 
     encoder = export_encoder(model, tmp_path / 'encoder.onnx')
-    model.mask_decoder.hq_token_only = hq_token_only  # baked into the decoder graph
-    try:
-        decoder = export_decoder(model, tmp_path / 'decoder.onnx')
-    finally:
-        model.mask_decoder.hq_token_only = False
-    onnx = ONNXPredictor(decoder, encoder=encoder)
-    onnx.set_image(image)
-    emb = predictor.get_image_embedding().numpy()
-    np.testing.assert_allclose(onnx.get_image_embedding(), emb, atol=1e-4, rtol=0)
     box = dict(box=np.array([30, 20, 180, 120]))
-    for prompt, multimask in ((POINT, True), (POINT, False), (box, False)):
-        _, onnx_scores, onnx_low = onnx.predict(**prompt, multimask_output=multimask)
-        _, scores, low = predictor.predict(
-            **prompt, multimask_output=multimask, hq_token_only=hq_token_only
-        )
-        assert onnx_low.shape == low.shape == (1, 64, 64)
-        np.testing.assert_allclose(onnx_scores, scores, atol=1e-3, rtol=0)
-        np.testing.assert_allclose(onnx_low, low, atol=1e-3, rtol=0)
+    for hq_token_only in (False, True):
+        model.mask_decoder.hq_token_only = hq_token_only  # baked into the decoder graph
+        try:
+            decoder = export_decoder(model, tmp_path / f'decoder_{hq_token_only}.onnx')
+        finally:
+            model.mask_decoder.hq_token_only = False
+        props = decode_metadata(CheckedSession(decoder).metadata)
+        assert props['hq_token_only'] is hq_token_only and props['num_mask_tokens'] == 2
+        onnx = ONNXPredictor(decoder, encoder=encoder)
+        if not hq_token_only:
+            onnx.set_image(image)
+            emb = onnx.get_image_embedding()
+            np.testing.assert_allclose(emb, predictor.get_image_embedding(), atol=1e-4, rtol=0)
+        else:
+            onnx.set_image_embedding(emb, image.shape[:2])
+        for prompt, multimask in ((POINT, True), (POINT, False), (box, False)):
+            _, onnx_scores, onnx_low = onnx.predict(**prompt, multimask_output=multimask)
+            _, scores, low = predictor.predict(
+                **prompt, multimask_output=multimask, hq_token_only=hq_token_only
+            )
+            assert onnx_low.shape == low.shape == (1, 64, 64)
+            np.testing.assert_allclose(onnx_scores, scores, atol=1e-3, rtol=0)
+            np.testing.assert_allclose(onnx_low, low, atol=1e-3, rtol=0)
 
 
 @pytest.fixture(scope='module')
@@ -148,11 +149,6 @@ def checkpoint(model, tmp_path_factory):
     path = tmp_path_factory.mktemp('sam_hq') / 'light_hq_sam_small.pth'
     save_checkpoint(model.state_dict(), str(path))
     return str(path)
-
-
-def _run(cmd):
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_cli_segment_with_model_name(image, tmp_path):
@@ -167,9 +163,9 @@ def test_cli_segment_with_model_name(image, tmp_path):
     image_path = tmp_path / 'blobs.png'
     Image.fromarray(image).save(image_path)
     out = tmp_path / 'out'
-    cmd = [sys.executable, '-m', 'mmsam.cli', 'segment', str(image_path), '--model', NAME]
+    cmd = ['segment', str(image_path), '--model', NAME]
     cmd += ['--weights', weights, '--points', '100,70', '--out-dir', str(out), '--device', 'cpu']
-    proc = _run(cmd)
+    proc = run_cli(cmd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     pngs = sorted(out.rglob('*.png'))
     assert pngs, sorted(out.rglob('*'))
@@ -183,23 +179,83 @@ def test_cli_segment_with_model_name(image, tmp_path):
 def test_tools_test_box_prompt_config(checkpoint, tmp_path):
     """tools/test.py with Light HQ-SAM's box-prompt config on the COCO fixture."""
     from mmsam.testing.coco_fixture import make_coco_fixture
-    from mmsam.testing.eval_runs import run_test_script
 
     data = make_coco_fixture(str(tmp_path / 'coco'), seed=0, bad_entries=False)
     config = os.path.join(REPO, 'configs/sam_hq/light-hq-sam_tinyvit-5m_coco-val2017_box-prompt.py')
-    options = [
-        f'test_dataloader.dataset.data_root={data["data_root"]}/',
-        'test_dataloader.num_workers=0',
-        'test_dataloader.persistent_workers=False',
-        f'model.backbone.img_size={IMG}',
-        f'model.data_preprocessor.image_size={IMG}',
-        f'model.prompt_encoder.image_embedding_size=[{IMG // 16},{IMG // 16}]',
-        f'model.prompt_encoder.input_image_size=[{IMG},{IMG}]',
-    ]
-    code, output, metrics = run_test_script(
-        [config, checkpoint, '--cfg-options', *options], str(tmp_path / 'work')
-    )
+    work = str(tmp_path / 'work')
+    code, output, metrics = run_box_prompt_eval(config, checkpoint, data['data_root'], work, IMG)
     assert code == 0, output[-3000:]
     assert metrics is not None and metrics['coco/num_instances'] > 0
     assert 0.0 <= metrics['coco/mIoU@1'] <= 1.0
     json.dumps(metrics)
+
+
+def test_auto_annotate_masks_are_the_predictors(model, image, tmp_path):
+    """auto_annotate with a random RetinaNet (mmdet's config, COCO names) and SAM-HQ: the
+    mask of an annotation is SAM-HQ's mask for the detector's box."""
+    import os.path as osp
+
+    import mmdet
+    from PIL import Image
+
+    from mmsam.cli.annotate import auto_annotate
+    from mmsam.structures.rle import coco_rle_to_mask
+
+    data = tmp_path / 'images'
+    data.mkdir()
+    Image.fromarray(image).save(data / 'blobs.png')
+    det_config = osp.join(
+        osp.dirname(mmdet.__file__), '.mim', 'configs', 'retinanet', 'retinanet_r18_fpn_1x_coco.py'
+    )
+    torch.manual_seed(0)
+    out = tmp_path / 'out'
+    result = auto_annotate(
+        str(data),
+        det_config,
+        SAMPredictor(model),
+        device='cpu',
+        output_dir=str(out),
+        conf=0.0,
+        progress=False,
+        det_cfg_options={
+            'model.backbone.init_cfg': None,
+            'model.test_cfg.score_thr': 0.0,
+            'model.test_cfg.max_per_img': 3,
+            'test_dataloader.dataset.pipeline.1.scale': (128, 128),
+        },
+    )
+    assert result.num_images == 1 and result.num_annotations > 0
+    record = json.loads(next((out / '.cache').iterdir()).joinpath('blobs.png.json').read_text())
+    predictor = SAMPredictor(model)
+    predictor.set_image(image)
+    for ann in record['anns']:
+        logits = predictor.predict(
+            box=np.array(ann['det_bbox']), multimask_output=False, return_logits=True
+        )[0]
+        assert logits.shape == (1, 150, 220)
+        # decoded alone here, with the other boxes there: a logit at the threshold may flip
+        near = np.abs(logits[0] - model.mask_threshold) <= 1e-4
+        differ = coco_rle_to_mask(ann['segmentation']) != (logits[0] > model.mask_threshold)
+        assert not (differ & ~near).any()
+
+
+def test_export_tool_refuses_hq_token_only_for_sam(checkpoint, tmp_path, capsys):
+    """``tools/deployment/export_onnx.py --hq-token-only`` on a SAM model: exit code 1."""
+    pytest.importorskip('onnxruntime')
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        'export_onnx_tool', os.path.join(REPO, 'tools/deployment/export_onnx.py')
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = str(tmp_path / 'decoder.onnx')
+    sam = str(tmp_path / 'mobile_sam_small.pth')
+    hq_parts = {'hf_token', 'hf_mlp', 'compress_vit_feat', 'embedding_encoder'}
+    hq_parts.add('embedding_maskfeature')
+    state = torch.load(checkpoint)['state_dict']
+    save_checkpoint({k: v for k, v in state.items() if k.split('.')[1] not in hq_parts}, sam)
+    mobile = 'mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px'
+    capsys.readouterr()
+    assert tool.main([mobile, sam, '--output', out, '--hq-token-only']) == 1
+    assert '--hq-token-only is a SAM-HQ option' in capsys.readouterr().err

@@ -95,3 +95,36 @@ def test_sam_and_sam_hq_files_are_refused_by_the_other_model(light_file, tmp_pat
     with pytest.raises(CheckpointMismatchError, match='sam_hq_vit_tiny.pth') as err:
         mmsam.get_model('mobile-sam_tinyvit-5m_3rdparty_sa1b-1024px', pretrained=path)
     assert 'It is a SAM-HQ checkpoint' in str(err.value)
+
+
+@pytest.mark.parametrize(
+    'name',
+    [f'sam-hq_vit-{s}-p16_3rdparty_hqseg44k-1024px' for s in ('base', 'large', 'huge')]
+    + [LIGHT_NAME],
+)
+def test_configs_have_the_official_decoder_and_the_metafile_sizes(name):
+    """Each config's decoder has the keys and shapes of the official ``MaskDecoderHQ`` built
+    as ``segment_anything_hq.build_sam`` builds it (``vit_dim``: the ViT's width, 160 for
+    Light HQ-SAM), and the whole model the metafile's parameter count."""
+    from segment_anything_hq.modeling import MaskDecoderHQ, TwoWayTransformer
+
+    from mmsam.apis.model_index import get_model_info
+
+    with torch.device('meta'):
+        model = mmsam.get_model(name)
+    backbone = model.backbone
+    # build_sam: the ViT's width; build_sam_vit_t: 160, TinyViT-5M's stage-2 channels
+    vit_dim = getattr(backbone, 'embed_dims', None) or backbone.arch_settings['channels'][2]
+    with torch.device('meta'):
+        official = MaskDecoderHQ(
+            transformer_dim=256,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            num_multimask_outputs=3,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+            vit_dim=vit_dim,
+        )
+    ours = {k: tuple(v.shape) for k, v in model.mask_decoder.state_dict().items()}
+    assert ours == {k: tuple(v.shape) for k, v in official.state_dict().items()}
+    count = sum(p.numel() for p in model.parameters())
+    assert count == get_model_info(name)['Metadata']['Parameters']

@@ -52,6 +52,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='use the tanh approximation of GELU (runtimes with a slow or missing Erf)',
     )
     parser.add_argument(
+        '--hq-token-only',
+        action='store_true',
+        help="SAM-HQ: the decoder graph returns the HQ output alone (not SAM's + HQ)",
+    )
+    parser.add_argument(
         '--quantize-out',
         help='also write the decoder with uint8 weights (onnxruntime quantize_dynamic) here',
     )
@@ -89,6 +94,13 @@ def main(argv=None) -> int:
         onnx_export.import_onnx()
         onnx_export.import_onnxruntime()
         model = load_model(args.model, args.checkpoint)
+        if args.hq_token_only:
+            if not hasattr(model.mask_decoder, 'hq_token_only'):
+                raise ValueError(
+                    f'--hq-token-only is a SAM-HQ option; {args.model!r} has a '
+                    f'{type(model.mask_decoder).__name__}'
+                )
+            model.mask_decoder.hq_token_only = True
         options = dict(
             return_single_mask=args.return_single_mask,
             use_stability_score=args.use_stability_score,
