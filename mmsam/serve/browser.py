@@ -109,17 +109,35 @@ def open_page(driver, url: str, timeout: float = 120.0) -> None:
     wait_for(driver, 'return window.mmsam && window.mmsam.ready', timeout)
 
 
+def _offset(driver, layer, x: float, y: float) -> Tuple[int, int]:
+    """Offset from the prompt layer's centre of the centre of image pixel ``(x, y)``."""
+    rect = driver.execute_script('return arguments[0].getBoundingClientRect().toJSON()', layer)
+    h, w = driver.execute_script('return window.mmsam.size')
+    dx = (x + 0.5) * rect['width'] / w - rect['width'] / 2
+    dy = (y + 0.5) * rect['height'] / h - rect['height'] / 2
+    return int(dx), int(dy)
+
+
 def click_image(driver, x: float, y: float, right: bool = False) -> None:
     """Click the centre of image pixel ``(x, y)`` on the page (right button: negative)."""
     from selenium.webdriver.common.action_chains import ActionChains
 
     layer = driver.find_element('id', 'prompt-layer')
-    rect = driver.execute_script('return arguments[0].getBoundingClientRect().toJSON()', layer)
-    h, w = driver.execute_script('return window.mmsam.size')
-    dx = (x + 0.5) * rect['width'] / w - rect['width'] / 2
-    dy = (y + 0.5) * rect['height'] / h - rect['height'] / 2
-    chain = ActionChains(driver).move_to_element_with_offset(layer, int(dx), int(dy))
+    chain = ActionChains(driver).move_to_element_with_offset(layer, *_offset(driver, layer, x, y))
     (chain.context_click() if right else chain.click()).perform()
+
+
+def drag_box(driver, x0: float, y0: float, x1: float, y1: float, timeout: float = 60.0):
+    """Drag a box from image pixel ``(x0, y0)`` to ``(x1, y1)``; wait for its mask."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    before = driver.execute_script('return window.mmsam.timings.length')
+    layer = driver.find_element('id', 'prompt-layer')
+    start, end = _offset(driver, layer, x0, y0), _offset(driver, layer, x1, y1)
+    chain = ActionChains(driver).move_to_element_with_offset(layer, *start).click_and_hold()
+    chain.move_by_offset((end[0] - start[0]) // 2, (end[1] - start[1]) // 2)
+    chain.move_to_element_with_offset(layer, *end).release().perform()
+    wait_for(driver, f'return window.mmsam.timings.length > {before}', timeout)
 
 
 def click_and_wait(driver, x: float, y: float, right: bool = False, timeout: float = 60.0):

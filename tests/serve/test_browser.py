@@ -24,6 +24,7 @@ from serve_fixtures import rgb_of, write_images, write_model_files
 from mmsam.apis import SAMPredictor
 from mmsam.serve.browser import (
     click_and_wait,
+    drag_box,
     find_browser,
     free_port,
     headless_chrome,
@@ -111,10 +112,12 @@ def browser(served):
         driver.quit()
 
 
-def sam_mask(served, name, points, labels, candidate):
+def sam_mask(served, name, points, labels, candidate, box=None):
     predictor = SAMPredictor(served['model'])
     predictor.set_image(rgb_of(served['folder'], name))
-    masks, _, _ = predictor.predict(np.array(points, float), np.array(labels))
+    coords = np.array(points, float) if points else None
+    labels = np.array(labels) if points else None
+    masks, _, _ = predictor.predict(coords, labels, None if box is None else np.array(box))
     return masks[candidate]
 
 
@@ -167,6 +170,45 @@ def test_click_accept_export_in_the_browser(served, browser):
     open_page(browser, served['url'] + '/#a.png')
     assert browser.execute_script('return window.mmsam.annotations.length') == 1
     assert browser.execute_script('return window.mmsam.prompt') == pending
+
+
+def test_box_candidates_delete_undo_and_keys(served, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, served['url'] + '/#sub/b.jpg')
+    assert browser.execute_script('return [mmsam.backend, mmsam.name]') == ['browser', 'sub/b.jpg']
+    browser.find_element('tag name', 'body').send_keys(Keys.ESCAPE)  # no pending prompt
+    drag_box(browser, 10, 15, 55, 70)
+    prompt = browser.execute_script('return window.mmsam.prompt')
+    assert prompt['points'] == [] and abs(prompt['box'][0] - 10.5) <= 1.5
+    assert abs(prompt['box'][3] - 70.5) <= 1.5
+    first = browser.execute_script('return window.mmsam.candidate')
+    expected = sam_mask(served, 'sub/b.jpg', [], [], first, prompt['box'])
+    assert iou(mask_layer_bits(browser), expected) > IOU_MIN
+
+    def keys(*sequence):
+        ActionChains(browser).send_keys(*sequence).perform()
+
+    keys('c')  # the next multimask candidate
+    second = browser.execute_script('return window.mmsam.candidate')
+    assert second == (first + 1) % 3
+    expected = sam_mask(served, 'sub/b.jpg', [], [], second, prompt['box'])
+    assert iou(mask_layer_bits(browser), expected) > IOU_MIN
+    keys(Keys.ENTER)
+    wait_for(browser, 'return window.mmsam.annotations.length === 1')
+    assert browser.execute_script('return window.mmsam.annotations[0].candidate') == second
+    keys(Keys.DELETE)
+    wait_for(browser, 'return window.mmsam.annotations.length === 0')
+    chord = ActionChains(browser).key_down(Keys.CONTROL).send_keys('z').key_up(Keys.CONTROL)
+    chord.perform()  # undo the delete: saved again
+    wait_for(browser, 'return window.mmsam.annotations.length === 1')
+    saved = served['folder'] / '.mmsam' / 'annotations' / 'sub' / 'b.jpg.json'
+    assert len(json.loads(saved.read_text())['annotations']) == 1
+    keys(Keys.DELETE)  # leave the image without masks for the next test
+    wait_for(browser, 'return window.mmsam.annotations.length === 0')
+    keys(Keys.ARROW_LEFT)  # the previous image
+    wait_for(browser, "return window.mmsam.ready && window.mmsam.name === 'a.png'")
 
 
 def test_server_fallback_and_refusals(served, browser):
