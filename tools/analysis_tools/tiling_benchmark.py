@@ -45,6 +45,15 @@ def parse_args(argv=None):
     parser.add_argument('--max-tiles', type=int, default=None, help='default: all tiles')
     parser.add_argument('--points-per-side', type=int, default=16, help='AMG grid per tile')
     parser.add_argument(
+        '--amg-thresh',
+        type=float,
+        nargs=2,
+        default=(0.88, 0.95),
+        metavar=('PRED_IOU', 'STABILITY'),
+        help='AMG filters (default: the official 0.88 0.95; random weights pass none, '
+        '0 0 keeps every mask, so that the merge has work)',
+    )
+    parser.add_argument(
         '--max-prompt-tiles',
         type=int,
         default=1,
@@ -138,7 +147,11 @@ def main(argv=None) -> dict:
         records = tiler.segment_prompts(reader, SAMPredictor(model), prompts)
     else:
         generator = AutomaticMaskGenerator(
-            model, points_per_side=args.points_per_side, output_mode='coco_rle'
+            model,
+            points_per_side=args.points_per_side,
+            pred_iou_thresh=args.amg_thresh[0],
+            stability_score_thresh=args.amg_thresh[1],
+            output_mode='coco_rle',
         )
         records = tiler.generate(reader, generator, max_tiles=count)
     seconds = time.perf_counter() - start
@@ -154,6 +167,9 @@ def main(argv=None) -> dict:
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
         max_prompt_tiles=args.max_prompt_tiles,
+        amg=None
+        if args.mode != 'amg'
+        else dict(points_per_side=args.points_per_side, thresh=list(args.amg_thresh)),
         tiles_total=len(tiles),
         tiles_run=count,
         records=len(records),
