@@ -131,6 +131,12 @@ def _error(request: Request, exc: BadRequest) -> Response:
     return JSONResponse({'error': str(exc)}, status_code=exc.status)
 
 
+def _server_error(request: Request, exc: Exception) -> Response:
+    """A file the server cannot use (a corrupt annotation file, another encoder's store):
+    500 with the message, which names the file, for the page to show."""
+    return JSONResponse({'error': f'{type(exc).__name__}: {exc}'}, status_code=500)
+
+
 async def _json(request: Request) -> Any:
     try:
         return json.loads(await request.body())
@@ -307,4 +313,8 @@ def create_app(
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
     middleware.append(Middleware(_BodyLimit, limit=folder.limits.max_request_bytes))
     middleware.append(Middleware(_Headers, headers=ISOLATION_HEADERS))
-    return Starlette(routes=routes, middleware=middleware, exception_handlers={BadRequest: _error})
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={BadRequest: _error, ValueError: _server_error, OSError: _server_error},
+    )

@@ -244,13 +244,16 @@ class ServeModel:
         """
         if not len(points) and box is None:
             raise BadRequest('give at least one point or a box')
-        coords = np.asarray(points, dtype=np.float64).reshape(-1, 2) if len(points) else None
-        point_labels = np.asarray(labels, dtype=np.int64) if len(points) else None
+        try:
+            coords = np.asarray(points, dtype=np.float64).reshape(-1, 2) if len(points) else None
+            point_labels = np.asarray(labels, dtype=np.int64) if len(points) else None
+            box_arr = None if box is None else np.asarray(box, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise BadRequest(f'points, labels and box must be numbers: {err}') from err
         if coords is not None and (
             point_labels.shape != (len(coords),) or not np.isin(point_labels, (0, 1)).all()
         ):
             raise BadRequest('labels must be one 0 or 1 per point')
-        box_arr = None if box is None else np.asarray(box, dtype=np.float64)
         with self._model_lock:
             self.predictor.set_image_embedding(
                 embedding.array, embedding.original_size, embedding.input_size

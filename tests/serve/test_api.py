@@ -275,3 +275,17 @@ def test_sa1b_export_and_amg(client, tiny_sam, image_folder):
     )
     empty = read_sa1b(str(image_folder / '.mmsam' / 'exports' / 'sa1b' / 'sub' / 'b.jpg.json'))
     assert empty['annotations'] == []
+
+
+def test_a_corrupt_annotation_file_is_reported_by_name(client, image_folder):
+    path = image_folder / '.mmsam' / 'annotations' / 'a.png.json'
+    path.parent.mkdir(parents=True)
+    path.write_text('{"format": "mmsam.serve.annotations", "ima')
+    reply = client.get('/api/annotations/a.png')
+    assert reply.status_code == 500
+    assert 'a.png.json is not valid JSON' in reply.json()['error']
+    assert (
+        client.post('/api/decode/a.png', json={'points': [['x', 1]], 'labels': [1]}).status_code
+        == 400
+    )
+    assert path.read_text() == '{"format": "mmsam.serve.annotations", "ima'
