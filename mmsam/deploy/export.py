@@ -189,7 +189,9 @@ def export_encoder(model: nn.Module, output: PathLike, opset: int = 17) -> str:
         meta.PIXEL_MEAN: [float(v) for v in preprocessor.mean.flatten()],
         meta.PIXEL_STD: [float(v) for v in preprocessor.std.flatten()],
     }
-    side = wrapper.image_size
+    if wrapper.input_size != wrapper.image_size:  # EfficientViT-SAM's L models: 512 px
+        props[meta.ENCODER_INPUT_SIZE] = wrapper.input_size
+    side = wrapper.input_size
     dummy = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0))
     return _onnx_export(
         wrapper,

@@ -25,6 +25,8 @@ ENCODER_OUTPUT_NAME = 'image_embeddings'
 PREFIX = 'mmsam.'
 GRAPH = 'graph'  # 'encoder' or 'decoder'
 IMAGE_SIZE = 'image_size'
+# encoder graphs: side of the pixel input when it differs from image_size (EfficientViT-SAM L)
+ENCODER_INPUT_SIZE = 'encoder_input_size'
 PIXEL_MEAN = 'pixel_mean'
 PIXEL_STD = 'pixel_std'
 MASK_THRESHOLD = 'mask_threshold'

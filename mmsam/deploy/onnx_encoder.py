@@ -8,8 +8,9 @@ class SAMOnnxEncoder(nn.Module):
     """Wrap ``model.backbone`` so that it returns one tensor.
 
     The input is what ``SAMDataPreprocessor`` produces: resized so that the longest
-    side is ``image_size``, normalized with the model's mean/std and zero-padded
-    at the bottom/right. The backbone is shared, not copied.
+    side is ``input_size`` (the encoder's: ``image_size``, or 512 for EfficientViT-SAM's
+    L models), normalized with the model's mean/std and zero-padded at the bottom/right.
+    The backbone is shared, not copied.
 
     Args:
         model (mmsam.models.SAM): The model.
@@ -19,6 +20,7 @@ class SAMOnnxEncoder(nn.Module):
         super().__init__()
         self.backbone = model.backbone
         self.image_size = int(model.image_size)
+        self.input_size = int(getattr(model.backbone, 'input_size', self.image_size))
         # SAM-HQ: the early feature travels with the embedding (SAM.extract_feat's layout)
         decoder = getattr(model, 'mask_decoder', None)
         packs = getattr(decoder, 'uses_interm_features', False)
@@ -29,7 +31,7 @@ class SAMOnnxEncoder(nn.Module):
         """Embed a preprocessed image.
 
         Args:
-            x (Tensor): ``(1, 3, S, S)`` float32, normalized and padded.
+            x (Tensor): ``(1, 3, input_size, input_size)`` float32, normalized and padded.
 
         Returns:
             Tensor: ``(1, 256, S / 16, S / 16)`` (SAM-HQ: ``(1, 256 + V, ...)``, with

@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..structures.image_state import ImageState
-from ..structures.transforms import image_to_rgb_uint8, resize_longest_side
+from ..structures.transforms import get_preprocess_shape, image_to_rgb_uint8, resize_longest_side
 from . import graph_spec as meta
 from .onnx_session import CheckedSession
 
@@ -75,6 +75,7 @@ class ONNXPredictor(ImageState):
                     f'encoder {self.encoder.path} takes {enc[meta.IMAGE_SIZE]} px inputs but '
                     f'decoder {self.decoder.path} was exported for {self.image_size}'
                 )
+            self.encoder_input_size = int(enc.get(meta.ENCODER_INPUT_SIZE, self.image_size))
             self.pixel_mean = np.asarray(enc[meta.PIXEL_MEAN], np.float32).reshape(3, 1, 1)
             self.pixel_std = np.asarray(enc[meta.PIXEL_STD], np.float32).reshape(3, 1, 1)
         self.reset_image()
@@ -84,16 +85,20 @@ class ONNXPredictor(ImageState):
         """Resize, normalize and pad an RGB uint8 ``(H, W, 3)`` image.
 
         Returns:
-            tuple: the encoder input ``(1, 3, S, S)`` float32 and ``(h, w)``.
+            tuple: the encoder input ``(1, 3, S', S')`` float32 (``S'``: the encoder's input
+            side, ``S`` or EfficientViT-SAM L's 512) and ``(h, w)`` in the ``S`` frame.
         """
         if self.encoder is None:
             raise RuntimeError('preprocessing needs the encoder graph: pass encoder=... ')
-        resized = resize_longest_side(image, self.image_size)
+        side = self.encoder_input_size
+        resized = resize_longest_side(image, side)
         h, w = resized.shape[:2]
         chw = resized.transpose(2, 0, 1).astype(np.float32)
         normalized = (chw - self.pixel_mean) / self.pixel_std
-        padded = np.zeros((1, 3, self.image_size, self.image_size), np.float32)
+        padded = np.zeros((1, 3, side, side), np.float32)
         padded[0, :, :h, :w] = normalized
+        if side != self.image_size:
+            return padded, get_preprocess_shape(image.shape[0], image.shape[1], self.image_size)
         return padded, (h, w)
 
     def set_image(self, image: np.ndarray, image_format: str = 'RGB') -> None:

@@ -78,3 +78,18 @@ def test_benchmark_mobile_sam_rows(tmp_path):
     row = report['results'][0]
     assert report['args']['img_size'] == 1024
     assert row['official']['times'] and row['mmsam']['times'] and row['ratio'] > 0
+
+
+def test_benchmark_efficientvit_sam_rows():
+    """--model efficientvit_sam times efficientsam's model and mmsam's config of a size."""
+    pytest.importorskip('efficientsam')
+    tool = _load_tool()
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--model', 'efficientvit_sam', '--arch', 'base'])
+    report = tool.main(
+        ['--model', 'efficientvit_sam', '--arch', 'l0', '--runs', '1', '--warmup', '0']
+        + ['--cases', 'decoder_1pt']
+    )
+    row = report['results'][0]
+    assert report['args']['img_size'] == 1024 and report['args']['encoder_size'] == 512
+    assert row['official']['times'] and row['mmsam']['times'] and row['ratio'] > 0

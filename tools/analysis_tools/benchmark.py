@@ -28,6 +28,14 @@ SAM ViT-B (random weights) to the same run, for the encoder and AMG cases::
 
     python tools/analysis_tools/benchmark.py --model mobile_sam --vit-baseline base \
         --cases encoder_b1,amg_default --runs 3
+
+``--model efficientvit_sam --arch l0`` (``l0``, ``l1``, ``l2``, ``xl0``, ``xl1``) times
+EfficientViT-SAM the same way: the reference ``efficientsam`` package
+(``create_efficientvit_sam_model``) against ``configs/efficientvit_sam/``, same seeded
+weights; the encoder cases take the model's own input size (512 px for the L models)::
+
+    python tools/analysis_tools/benchmark.py --model efficientvit_sam --arch l0 \
+        --vit-baseline base --cases encoder_b1 --runs 3
 """
 
 import argparse
@@ -65,9 +73,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--model',
         default='sam',
-        choices=['sam', 'mobile_sam'],
-        help='sam (official segment_anything vs mmsam, --arch sizes) or mobile_sam '
-        '(official mobile_sam vs mmsam MobileSAM, 1024 px)',
+        choices=['sam', 'mobile_sam', 'efficientvit_sam'],
+        help='sam (official segment_anything vs mmsam, --arch sizes), mobile_sam '
+        '(official mobile_sam vs mmsam MobileSAM, 1024 px) or efficientvit_sam (efficientsam '
+        'vs mmsam EfficientViT-SAM, --arch l0 ... xl1)',
     )
     parser.add_argument(
         '--vit-baseline',
@@ -103,6 +112,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error('--runs must be >= 1 and --warmup >= 0')
     if args.model == 'mobile_sam':
         args.img_size = 1024  # the reference TinyViT is made for 1024 px inputs
+    args.encoder_size = args.img_size
+    if args.model == 'efficientvit_sam':
+        from mmsam.models.backbones.sam_efficientvit import SAMEfficientViT
+
+        if args.arch not in SAMEfficientViT.arch_zoo:
+            parser.error(f'--arch: EfficientViT-SAM sizes are {sorted(SAMEfficientViT.arch_zoo)}')
+        args.img_size = 1024  # SAM's frame; the encoder input is the size's own
+        args.encoder_size = SAMEfficientViT.arch_zoo[args.arch]['input_size']
     return args
 
 
@@ -116,6 +133,8 @@ def _official_available(model: str = 'sam') -> bool:
     try:
         if model == 'mobile_sam':
             import mobile_sam  # noqa: F401
+        elif model == 'efficientvit_sam':
+            import efficientsam  # noqa: F401
         else:
             import segment_anything  # noqa: F401
     except ImportError:
@@ -158,6 +177,19 @@ def build_models(args: argparse.Namespace, impls=IMPLS, randomize: bool = True) 
         if 'official' in impls:
             models['official'] = official.to(args.device)
         return models
+    if args.model == 'efficientvit_sam':
+        from mmsam.testing.efficientvit_sam_parity import (
+            build_official_efficientvit_sam,
+            official_to_mmsam_efficientvit,
+        )
+
+        official = build_official_efficientvit_sam(args.arch, seed=args.seed)
+        if 'mmsam' in impls:
+            ours = official_to_mmsam_efficientvit(official, args.arch)
+            models['mmsam'] = _with_run_options(ours, args)
+        if 'official' in impls:
+            models['official'] = official.to(args.device)
+        return models
     official = None
     if 'official' in impls or randomize:
         official = build_official_sam(
@@ -182,7 +214,8 @@ def make_case(case: str, impl: str, model, args: argparse.Namespace) -> Optional
     size = args.img_size
     embed = size // 16
     if case in ('encoder_b1', 'encoder_b4'):
-        x = torch.randn(1 if case == 'encoder_b1' else 4, 3, size, size, generator=gen).to(device)
+        side = size if impl == VIT_BASELINE else args.encoder_size
+        x = torch.randn(1 if case == 'encoder_b1' else 4, 3, side, side, generator=gen).to(device)
         if impl == 'official':
             return lambda: model.image_encoder(x)
         return lambda: model.extract_feat(x)
@@ -214,6 +247,8 @@ def make_case(case: str, impl: str, model, args: argparse.Namespace) -> Optional
     if case == 'predictor':
         if impl == 'official' and args.model == 'mobile_sam':
             from mobile_sam import SamPredictor as Predictor
+        elif impl == 'official' and args.model == 'efficientvit_sam':
+            from efficientsam.models.efficientvit.sam import EfficientViTSamPredictor as Predictor
         elif impl == 'official':
             from segment_anything import SamPredictor as Predictor
         else:
@@ -234,6 +269,10 @@ def make_case(case: str, impl: str, model, args: argparse.Namespace) -> Optional
     kwargs = dict(points_per_side=args.amg_points_per_side, **thresholds)
     if impl == 'official' and args.model == 'mobile_sam':
         from mobile_sam import SamAutomaticMaskGenerator as Generator
+    elif impl == 'official' and args.model == 'efficientvit_sam':
+        from efficientsam.models.efficientvit.sam import (
+            EfficientViTSamAutomaticMaskGenerator as Generator,
+        )
     elif impl == 'official':
         from segment_anything import SamAutomaticMaskGenerator as Generator
     else:
