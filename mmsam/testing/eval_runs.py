@@ -140,3 +140,41 @@ def run_cli(args: List[str]) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
     cmd = [sys.executable, '-m', 'mmsam.cli', *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_cli_segment_matches_predictor(
+    name: str, model, image, folder: str, point: Tuple[float, float] = (100.0, 70.0)
+) -> None:
+    """``mmsam segment IMAGE --model NAME --weights <model's weights> --points X,Y`` writes
+    the predictor's best mask for the point (a pixel or two may differ at the threshold).
+
+    Args:
+        name: a model name of ``model-index.yml``.
+        model: the model ``name`` builds, with the weights to test (saved to ``folder``).
+        image: ``(H, W, 3)`` uint8 RGB.
+        folder: a scratch folder.
+        point: the ``(x, y)`` click.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from ..apis import SAMPredictor
+    from ..utils.checkpoint_io import save_checkpoint
+
+    weights = osp.join(folder, 'weights.pth')
+    save_checkpoint(model.state_dict(), weights)
+    image_path, out = osp.join(folder, 'image.png'), osp.join(folder, 'out')
+    Image.fromarray(image).save(image_path)
+    proc = run_cli(
+        ['segment', image_path, '--model', name, '--weights', weights]
+        + ['--points', f'{point[0]:g},{point[1]:g}', '--out-dir', out, '--device', 'cpu']
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pngs = sorted(glob.glob(osp.join(out, '**', '*.png'), recursive=True))
+    assert pngs, sorted(glob.glob(osp.join(out, '**'), recursive=True))
+    predictor = SAMPredictor(model.eval())
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(point_coords=np.array([point]), point_labels=[1])
+    expected = masks[int(np.argmax(scores))]
+    written = [np.asarray(Image.open(p)) > 0 for p in pngs]
+    assert any(w.shape == expected.shape and (w != expected).sum() <= 2 for w in written)

@@ -17,7 +17,12 @@ import torch
 import mmsam
 from mmsam.apis import AutomaticMaskGenerator, SAMPredictor
 from mmsam.testing import smooth_image
-from mmsam.testing.eval_runs import REPO, input_size_overrides, run_box_prompt_eval, run_cli
+from mmsam.testing.eval_runs import (
+    REPO,
+    assert_cli_segment_matches_predictor,
+    input_size_overrides,
+    run_box_prompt_eval,
+)
 from mmsam.testing.mobile_sam_parity import mobile_sam_config_path, randomize_mobile_sam
 from mmsam.utils.checkpoint_io import save_checkpoint
 
@@ -131,28 +136,10 @@ def checkpoint(model, tmp_path_factory):
 
 def test_cli_segment_with_model_name(image, tmp_path):
     """``mmsam segment --model <MobileSAM name>`` (1024 px) equals the predictor's mask."""
-    from PIL import Image
-
     torch.manual_seed(3)
     full = mmsam.get_model(NAME)
     randomize_mobile_sam(full, seed=3)
-    weights = str(tmp_path / 'mobile_sam_seeded.pth')
-    save_checkpoint(full.state_dict(), weights)
-    image_path = tmp_path / 'blobs.png'
-    Image.fromarray(image).save(image_path)
-    out = tmp_path / 'out'
-    cmd = ['segment', str(image_path), '--model', NAME]
-    cmd += ['--weights', weights, '--points', '100,70', '--out-dir', str(out), '--device', 'cpu']
-    proc = run_cli(cmd)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    pngs = sorted(out.rglob('*.png'))
-    assert pngs, sorted(out.rglob('*'))
-    predictor = SAMPredictor(full.eval())
-    predictor.set_image(image)
-    masks, scores, _ = predictor.predict(point_coords=np.array([[100.0, 70.0]]), point_labels=[1])
-    expected = masks[int(np.argmax(scores))]
-    written = [np.asarray(Image.open(p)) > 0 for p in pngs]
-    assert any(w.shape == expected.shape and (w != expected).sum() <= 2 for w in written)
+    assert_cli_segment_matches_predictor(NAME, full, image, str(tmp_path))
 
 
 def test_tools_test_box_prompt_config(checkpoint, tmp_path):

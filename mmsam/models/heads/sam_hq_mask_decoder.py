@@ -160,11 +160,9 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
         """
         embedding, interm = self.split_image_features(image_embeddings)
         n = sparse_prompt_embeddings.shape[0]
-        for name, x in (('image_embeddings', embedding), ('dense', dense_prompt_embeddings)):
-            if x.shape[0] not in (1, n):
-                raise ValueError(
-                    f'{name} must have batch 1 or {n} (one per prompt), got {x.shape[0]}'
-                )
+        self.check_batch(
+            n, image_embeddings=embedding, dense_prompt_embeddings=dense_prompt_embeddings
+        )
         # the HQ feature map: final embedding and early feature, both upscaled 4x
         hq_features = self.embedding_encoder(embedding) + self.compress_vit_feat(interm)
         output_tokens = torch.cat(

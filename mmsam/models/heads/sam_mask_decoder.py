@@ -117,6 +117,15 @@ class SAMMaskDecoder(nn.Module):
         """Masks per prompt: ``num_multimask_outputs``, or 1 without multimask output."""
         return self.num_multimask_outputs if multimask_output else 1
 
+    @staticmethod
+    def check_batch(n: int, **tensors: torch.Tensor) -> None:
+        """Refuse a tensor whose batch is neither 1 (shared) nor ``n`` (one per prompt)."""
+        for name, x in tensors.items():
+            if x.shape[0] not in (1, n):
+                raise ValueError(
+                    f'{name} must have batch 1 or {n} (one per prompt), got {x.shape[0]}'
+                )
+
     def hypernetwork_weights(self, hs: torch.Tensor) -> torch.Tensor:
         """Each mask token's per-pixel linear classifier.
 
@@ -162,14 +171,9 @@ class SAMMaskDecoder(nn.Module):
             ``(N, T)``, ``T = num_mask_tokens``.
         """
         n = sparse_prompt_embeddings.shape[0]
-        for name, x in (
-            ('image_embeddings', image_embeddings),
-            ('dense_prompt_embeddings', dense_prompt_embeddings),
-        ):
-            if x.shape[0] not in (1, n):
-                raise ValueError(
-                    f'{name} must have batch 1 or {n} (one per prompt), got {x.shape[0]}'
-                )
+        self.check_batch(
+            n, image_embeddings=image_embeddings, dense_prompt_embeddings=dense_prompt_embeddings
+        )
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.to(sparse_prompt_embeddings.dtype)
         output_tokens = output_tokens.unsqueeze(0).expand(n, -1, -1)
