@@ -254,7 +254,7 @@ def _add_serve_parser(sub) -> None:
         '--embedding-dtype',
         choices=('float16', 'float32'),
         default='float16',
-        help='storage type of new embeddings (default: float16)',
+        help='storage type of a new store (an existing one keeps its own; default: float16)',
     )
     srv.add_argument(
         '--max-request-mb',

@@ -83,7 +83,8 @@ class ServeModel:
         work_dir (str): The server's work folder (``decoders/``, and the default
             store ``embeddings/<encoder digest>/``).
         store (str, optional): An embedding store folder to read and add to.
-        embedding_dtype (str): ``'float16'`` (half the disk) or ``'float32'``.
+        embedding_dtype (str): ``'float16'`` (half the disk) or ``'float32'``, for a new
+            store (an existing store keeps the dtype it has).
         amg_options (dict, optional): :class:`~mmsam.apis.AutomaticMaskGenerator`
             arguments for :meth:`amg`.
 
@@ -113,7 +114,9 @@ class ServeModel:
         self._locks_lock = threading.Lock()
         self._decoder_path: Optional[str] = None
         if osp.isfile(osp.join(self.store_dir, INDEX_FILE)):
-            EmbeddingStore(self.store_dir).check_model(encoder_sha256=self.encoder_sha256)
+            existing = EmbeddingStore(self.store_dir)
+            existing.check_model(encoder_sha256=self.encoder_sha256)
+            self.dtype = existing.index['dtype']  # a store holds one dtype: keep its own
 
     # ------------------------------------------------------------------ facts
     @property

@@ -87,7 +87,8 @@ def test_a_store_written_by_mmsam_embed_is_reused(tiny_sam, image_folder, tmp_pa
 
     monkeypatch.setattr(tiny_sam, 'extract_feat', no_encoder)
     work = str(image_folder / '.mmsam')
-    engine = ServeModel(tiny_sam, 'tiny', work, store=str(store))
+    engine = ServeModel(tiny_sam, 'tiny', work, store=str(store))  # float16 by default...
+    assert engine.dtype == 'float32'  # ...but a store keeps its own dtype
     app = create_app(ImageFolder(str(image_folder), work), engine, AnnotationStore(work))
     with TestClient(app) as client:
         got = np.frombuffer(client.get('/api/embedding/a.png').content, '<f4')
