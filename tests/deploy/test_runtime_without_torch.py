@@ -26,6 +26,7 @@ ALLOWED = {
     'onnxruntime',
     'mmsam.structures.transforms',
     'mmsam.structures.prompts',
+    'mmsam.structures.image_state',  # torch-free: the predictors' shared image state
     *(f'mmsam.deploy.{name}' for name in RUNTIME_MODULES),
 }
 
