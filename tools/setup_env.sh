@@ -63,6 +63,11 @@ pipq() {
 }
 PIP=(pipq)
 
+# ---- the serve page's onnxruntime-web (npm) and the browser of its test (apt) ----
+# before the fast path: node_modules lives in each clone, not in the venv
+bash "$REPO/tools/setup_web.sh" \
+  || die "tools/setup_web.sh failed (onnxruntime-web and chromium for mmsam serve and its browser test)"
+
 # ---- fast path: nothing changed since the last complete set-up ---------------
 stamp_key() {
   cat "$REPO/tools/setup_env.sh" "$REPO/setup.py" "$REPO"/requirements/*.txt | sha256sum | cut -c1-16
