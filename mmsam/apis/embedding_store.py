@@ -48,6 +48,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..utils.atomic_file import atomic_write, atomic_write_json
+from ..utils.fingerprints import file_stamp
 
 FORMAT = 'mmsam.embedding_store'
 VERSION = 1
@@ -108,6 +109,19 @@ class StoredEmbedding:
     original_size: Tuple[int, int]
     input_size: Tuple[int, int]
     meta: Dict[str, str]
+
+
+def resume_key_path(root: str, image: str) -> str:
+    """Where a store keeps an image's resume key: ``<root>/.resume/<image>.key``."""
+    return osp.join(root, '.resume', image + '.key')
+
+
+def resume_key(encoder_sha256: str, dtype: str, image_file: str) -> str:
+    """The resume key of an image's embedding: the encoder's digest, the dtype and
+    the image file's size and time stamp (written after the embedding, so it marks a
+    finished image; an embedding whose key differs is made again)."""
+    size, mtime_ns = file_stamp(image_file)
+    return f'{encoder_sha256} {dtype} {size} {mtime_ns}\n'
 
 
 def embedding_path(root: str, image: str) -> str:

@@ -35,17 +35,11 @@ from ..apis.mask_generator import AutomaticMaskGenerator
 from ..apis.sa1b import sa1b_image_ids, write_sa1b
 from ..structures.rle import coco_rle_to_mask
 from ..utils.atomic_file import atomic_write, prepare_output_dir
+from ..utils.fingerprints import file_stamp, settings_key
 from ..visualization import overlay, save_png
 from .common import UsageError, check_device, load_sam, print_report
 from .distributed import close_launcher, init_launcher, shard
-from .folder_jobs import (
-    BatchReport,
-    file_stamp,
-    list_job_images,
-    model_fingerprint,
-    run_over_images,
-    settings_key,
-)
+from .folder_jobs import BatchReport, list_job_images, model_fingerprint, run_over_images
 from .parser import AMG_OPTIONS, tile_options
 
 #: generator attributes that change its output (``points_per_batch`` and

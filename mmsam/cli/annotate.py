@@ -35,16 +35,10 @@ from ..apis.predictor import SAMPredictor
 from ..apis.text_defaults import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD
 from ..structures.polygons import DEFAULT_POLYGON_MIN_IOU
 from ..utils.atomic_file import atomic_write_json, prepare_output_dir
+from ..utils.fingerprints import file_stamp, settings_key
 from .common import UsageError, check_device, dict_options, print_report
 from .distributed import close_launcher, init_launcher, run_on_main_after_all, shard
-from .folder_jobs import (
-    BatchReport,
-    file_stamp,
-    list_job_images,
-    model_fingerprint,
-    run_over_images,
-    settings_key,
-)
+from .folder_jobs import BatchReport, list_job_images, model_fingerprint, run_over_images
 
 
 @dataclass

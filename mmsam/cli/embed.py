@@ -30,13 +30,15 @@ from ..apis.embedding_store import (
     build_index,
     embedding_path,
     encoder_digest,
+    resume_key,
+    resume_key_path,
     write_embeddings,
 )
 from ..apis.image_io import load_image
 from ..utils.atomic_file import atomic_write, prepare_output_dir
 from .common import check_device, load_sam, print_report
 from .distributed import close_launcher, init_launcher, run_on_main_after_all, shard
-from .folder_jobs import BatchReport, file_stamp, list_job_images
+from .folder_jobs import BatchReport, list_job_images
 
 
 @dataclass
@@ -45,10 +47,6 @@ class EmbedResult(BatchReport):
 
     index_file: str = ''
     num_images: int = 0
-
-
-def _key_path(out_dir: str, rel: str) -> str:
-    return osp.join(out_dir, '.resume', rel + '.key')
 
 
 def _check_store_encoder(out_dir: str, encoder_sha256: str) -> None:
@@ -106,16 +104,12 @@ def embed_folder(
     def rel(path: str) -> str:
         return osp.relpath(path, root).replace(os.sep, '/')
 
-    def key(path: str) -> str:
-        size, mtime_ns = file_stamp(path)
-        return f'{sha} {dtype} {size} {mtime_ns}\n'
-
     def is_done(path: str) -> bool:
         if not osp.isfile(embedding_path(out_dir, rel(path))):
             return False
         try:
-            with open(_key_path(out_dir, rel(path)), encoding='utf-8') as f:
-                return f.read() == key(path)
+            with open(resume_key_path(out_dir, rel(path)), encoding='utf-8') as f:
+                return f.read() == resume_key(sha, dtype, path)
         except OSError:
             return False
 
@@ -134,15 +128,15 @@ def embed_folder(
             except (OSError, ValueError) as err:
                 result.failed.append((path, f'{type(err).__name__}: {err}'))
                 continue
-            if osp.exists(_key_path(out_dir, rel(path))):
-                os.remove(_key_path(out_dir, rel(path)))  # unfinished until rewritten
+            if osp.exists(resume_key_path(out_dir, rel(path))):
+                os.remove(resume_key_path(out_dir, rel(path)))  # unfinished until rewritten
             loaded.append(path)
             yield rel(path), image
 
     written = write_embeddings(model, named_images(), out_dir, model_name, batch_size, dtype, sha)
     for i, _ in enumerate(written):
-        with atomic_write(_key_path(out_dir, rel(loaded[i])), 'w') as f:
-            f.write(key(loaded[i]))
+        with atomic_write(resume_key_path(out_dir, rel(loaded[i])), 'w') as f:
+            f.write(resume_key(sha, dtype, loaded[i]))
         result.done.append(loaded[i])
 
     index = run_on_main_after_all(world_size, rank, lambda: build_index(out_dir))

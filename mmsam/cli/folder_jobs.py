@@ -5,14 +5,12 @@ Shared by the folder jobs of the command line (``mmsam amg``, ``mmsam annotate``
 * the images are listed once, leaving out anything under the output folder (which
   may lie inside the input folder), and an empty listing is an error;
 * an image whose output exists *and was made from the same image file with the same
-  settings* (:func:`settings_key`, :func:`model_fingerprint`, :func:`file_stamp`) is
+  settings* (:mod:`mmsam.utils.fingerprints`, :func:`model_fingerprint`) is
   skipped, so an interrupted run resumes and a rerun with other settings redoes it;
 * an image that cannot be read or processed is recorded and the run goes on; the
   caller reports the failures and exits non-zero.
 """
 
-import hashlib
-import json
 import os
 import os.path as osp
 import sys
@@ -133,12 +131,6 @@ def list_job_images(inputs: str, out_dir: str) -> List[str]:
     return kept
 
 
-def settings_key(**settings: Any) -> str:
-    """A short hash of JSON-able settings (key order does not matter)."""
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]
-
-
 def model_fingerprint(model: Any) -> str:
     """A hash of a model's state dict: every key, dtype, shape and value.
 
@@ -156,9 +148,3 @@ def model_fingerprint(model: Any) -> str:
     from ..models.utils.embedding_cache import weights_digest
 
     return weights_digest(model)
-
-
-def file_stamp(path: str) -> List[int]:
-    """``[size, mtime_ns]`` of a file: changes when the file is replaced or edited."""
-    st = os.stat(path)
-    return [int(st.st_size), int(st.st_mtime_ns)]

@@ -38,14 +38,16 @@ from ..apis.embedding_store import (
     embedding_path,
     encoder_digest,
     read_embedding,
+    resume_key,
+    resume_key_path,
     write_embedding,
 )
 from ..apis.predictor import SAMPredictor
-from ..cli.folder_jobs import file_stamp, settings_key
 from ..models.utils.embedding_cache import weights_digest
 from ..structures.mask_postprocess import calculate_stability_score
 from ..structures.rle import mask_to_rle
 from ..utils.atomic_file import atomic_write
+from ..utils.fingerprints import settings_key
 from .folder import BadRequest
 
 #: Bumped when the exported decoder graph changes for the same weights.
@@ -66,12 +68,6 @@ class Embedding:
     array: np.ndarray
     original_size: Tuple[int, int]
     input_size: Tuple[int, int]
-
-
-def _stamp_key(sha: str, dtype: str, path: str) -> str:
-    """The resume key of ``mmsam embed`` (:mod:`mmsam.cli.embed`) for an image file."""
-    size, mtime_ns = file_stamp(path)
-    return f'{sha} {dtype} {size} {mtime_ns}\n'
 
 
 class ServeModel:
@@ -132,20 +128,17 @@ class ServeModel:
             return self._image_locks[name]
 
     # ------------------------------------------------------------------ embeddings
-    def _key_path(self, name: str) -> str:
-        return osp.join(self.store_dir, '.resume', name + '.key')
-
     def _stored(self, name: str, path: str, size: Tuple[int, int]) -> Optional[Embedding]:
         """The store's embedding of the image if it is of this encoder and this file."""
         file = embedding_path(self.store_dir, name)
         if not osp.isfile(file):
             return None
         try:
-            with open(self._key_path(name), encoding='utf-8') as f:
+            with open(resume_key_path(self.store_dir, name), encoding='utf-8') as f:
                 key = f.read()
         except OSError:
             key = None  # a store written elsewhere: trusted when encoder and size agree
-        if key is not None and key != _stamp_key(self.encoder_sha256, key.split(' ')[1], path):
+        if key is not None and key != resume_key(self.encoder_sha256, key.split(' ')[1], path):
             return None  # the image file changed since
         stored = read_embedding(file)
         if stored.meta.get('encoder_sha256') != self.encoder_sha256:
@@ -192,8 +185,8 @@ class ServeModel:
                 self.encoder_sha256,
                 self.dtype,
             )
-            with atomic_write(self._key_path(name), 'w') as f:
-                f.write(_stamp_key(self.encoder_sha256, self.dtype, path))
+            with atomic_write(resume_key_path(self.store_dir, name), 'w') as f:
+                f.write(resume_key(self.encoder_sha256, self.dtype, path))
             build_index(self.store_dir)
             # what the store gives back (float16 rounding included), as on a later request
             return self._stored(name, path, original) or Embedding(array, original, input_size)
