@@ -12,7 +12,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config
 
@@ -117,11 +117,16 @@ def input_size_overrides(img_size: int) -> dict:
 
 
 def run_box_prompt_eval(
-    config: str, checkpoint: str, data_root: str, work_dir: str, img_size: int
+    config: str,
+    checkpoint: str,
+    data_root: str,
+    work_dir: str,
+    img_size: int,
+    extra_options: Sequence[str] = (),
 ) -> Tuple[int, str, Optional[dict]]:
     """:func:`run_test_script` with a COCO prompt config on the dataset at ``data_root``
     (e.g. :func:`mmsam.testing.coco_fixture.make_coco_fixture`'s), the model at
-    ``img_size`` px, no dataloader workers."""
+    ``img_size`` px, no dataloader workers, then ``extra_options`` (``key=value``)."""
     side = img_size // 16
     options = [
         f'test_dataloader.dataset.data_root={data_root}/',
@@ -131,6 +136,7 @@ def run_box_prompt_eval(
         f'model.data_preprocessor.image_size={img_size}',
         f'model.prompt_encoder.image_embedding_size=[{side},{side}]',
         f'model.prompt_encoder.input_image_size=[{img_size},{img_size}]',
+        *extra_options,
     ]
     return run_test_script([config, checkpoint, '--cfg-options', *options], work_dir)
 

@@ -20,7 +20,12 @@ from mmsam.apis.auto_annotate import annotate_detections
 from mmsam.structures.rle import coco_rle_to_mask
 from mmsam.testing import smooth_image
 from mmsam.testing.efficientvit_sam_parity import efficientvit_sam_config_path
-from mmsam.testing.eval_runs import REPO, input_size_overrides, run_cli, run_test_script
+from mmsam.testing.eval_runs import (
+    REPO,
+    assert_cli_segment_matches_predictor,
+    input_size_overrides,
+    run_box_prompt_eval,
+)
 from mmsam.testing.mobile_sam_parity import randomize_mobile_sam
 from mmsam.utils.checkpoint_io import save_checkpoint
 
@@ -140,28 +145,10 @@ def test_onnx_encoder_and_decoder(model, predictor, image, tmp_path):
 
 def test_cli_segment_with_model_name(image, tmp_path):
     """``mmsam segment --model <EfficientViT-SAM-L0 name>`` equals the predictor's mask."""
-    from PIL import Image
-
     torch.manual_seed(3)
     full = mmsam.get_model(NAME)
     randomize_mobile_sam(full, seed=3)
-    weights = str(tmp_path / 'efficientvit_sam_l0_seeded.pth')
-    save_checkpoint(full.state_dict(), weights)
-    image_path = tmp_path / 'blobs.png'
-    Image.fromarray(image).save(image_path)
-    out = tmp_path / 'out'
-    cmd = ['segment', str(image_path), '--model', NAME]
-    cmd += ['--weights', weights, '--points', '100,70', '--out-dir', str(out), '--device', 'cpu']
-    proc = run_cli(cmd)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    pngs = sorted(out.rglob('*.png'))
-    assert pngs, sorted(out.rglob('*'))
-    predictor = SAMPredictor(full.eval())
-    predictor.set_image(image)
-    masks, scores, _ = predictor.predict(**POINT)
-    expected = masks[int(np.argmax(scores))]
-    written = [np.asarray(Image.open(p)) > 0 for p in pngs]
-    assert any(w.shape == expected.shape and (w != expected).sum() <= 2 for w in written)
+    assert_cli_segment_matches_predictor(NAME, full, image, str(tmp_path))
 
 
 def test_tools_test_box_prompt_config(model, tmp_path):
@@ -174,20 +161,12 @@ def test_tools_test_box_prompt_config(model, tmp_path):
     config = os.path.join(
         REPO, 'configs/efficientvit_sam/efficientvit-sam_l0_coco-val2017_box-prompt.py'
     )
-    side = FRAME // 16
-    options = [
-        f'test_dataloader.dataset.data_root={data["data_root"]}/',
-        'test_dataloader.num_workers=0',
-        'test_dataloader.persistent_workers=False',
-        f'model.backbone.img_size={FRAME}',
+    encoder_input = [
         f'model.backbone.input_size={INPUT}',
-        f'model.data_preprocessor.image_size={FRAME}',
         f'model.data_preprocessor.encoder_image_size={INPUT}',
-        f'model.prompt_encoder.image_embedding_size=[{side},{side}]',
-        f'model.prompt_encoder.input_image_size=[{FRAME},{FRAME}]',
     ]
-    code, output, metrics = run_test_script(
-        [config, checkpoint, '--cfg-options', *options], str(tmp_path / 'work')
+    code, output, metrics = run_box_prompt_eval(
+        config, checkpoint, data['data_root'], str(tmp_path / 'work'), FRAME, encoder_input
     )
     assert code == 0, output[-3000:]
     assert metrics is not None and metrics['coco/num_instances'] > 0

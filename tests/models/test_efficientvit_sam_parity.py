@@ -138,19 +138,19 @@ def test_xl0_embeddings_and_masks_match_official():
 
 
 @pytest.mark.parametrize('size', ['l1', 'l2', 'xl1'])
-def test_other_sizes_load_strictly(size):
-    """The reference's weights of every other published size load strictly into the config
-    (forward parity is shown on L0 and XL0, which share every module type)."""
+def test_other_sizes_key_match(size):
+    """The reference's state dict of every other published size fits its config key by key
+    and shape by shape (both built on the meta device; forward parity is shown on L0 and
+    XL0, which have every module type)."""
     from efficientsam.sam_model_zoo import create_efficientvit_sam_model
 
     from mmsam.apis import get_model
     from mmsam.utils.checkpoint_loader import prepare_state_dict
 
-    torch.manual_seed(0)
-    official = create_efficientvit_sam_model(f'efficientvit-sam-{size}', pretrained=False)
-    model = get_model(efficientvit_sam_config_path(size))
+    with torch.device('meta'):
+        official = create_efficientvit_sam_model(f'efficientvit-sam-{size}', pretrained=False)
+        model = get_model(efficientvit_sam_config_path(size))
     state, info = prepare_state_dict(official.state_dict(), model.state_dict(), size)
     assert info['layout'] == 'official' and not info['ignored']
-    model.load_state_dict(state, strict=True)
     own = model.state_dict()
-    assert all(torch.equal(own[k], v) for k, v in state.items())
+    assert list(state) == list(own) and all(state[k].shape == own[k].shape for k in own)
