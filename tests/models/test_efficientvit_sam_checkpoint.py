@@ -108,3 +108,29 @@ def test_wrong_model_files_are_refused_with_the_file_name(official_file, tmp_pat
     torch.save({'image_encoder.neck.input_ops.0.foo.weight': torch.zeros(1)}, junk)
     with pytest.raises(CheckpointLoadError, match='not_sam.pth'):
         mmsam.get_model(NAME, pretrained=str(junk))
+
+
+def test_pretrained_true_reads_the_official_file_from_the_hub_cache(
+    official_file, tmp_path, monkeypatch
+):
+    """``get_model(name, pretrained=True)`` of every size looks for the official file name in
+    the hub cache; L0's (the reference's state dict) loads from there without the network."""
+    import shutil
+
+    from mmsam.apis.model_zoo import cached_checkpoint_path, get_model_info
+
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError('the network was used')
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
+    for name in mmsam.list_models('efficientvit-sam'):
+        size = name.split('_')[1]
+        cached = cached_checkpoint_path(get_model_info(name)['Weights'])
+        assert os.path.basename(cached) == f'efficientvit_sam_{size}.pt'
+    path, state = official_file
+    cached = cached_checkpoint_path(get_model_info(NAME)['Weights'])
+    os.makedirs(os.path.dirname(cached))
+    shutil.copy(path, cached)
+    _assert_same_weights(mmsam.get_model(NAME, pretrained=True), state)
