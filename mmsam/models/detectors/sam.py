@@ -280,7 +280,7 @@ class SAM(BaseDetector):
         if hq_token_only is not None:
             if not hasattr(self.mask_decoder, 'hq_token_only'):
                 raise ValueError(
-                    'hq_token_only is a SAM-HQ option; this model\'s mask decoder is a '
+                    "hq_token_only is a SAM-HQ option; this model's mask decoder is a "
                     f'{type(self.mask_decoder).__name__}'
                 )
             extra['hq_token_only'] = bool(hq_token_only)
