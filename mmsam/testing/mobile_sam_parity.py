@@ -50,22 +50,36 @@ def randomize_mobile_sam(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def build_official_mobile_sam(seed: int = 0) -> nn.Module:
-    """The official MobileSAM (``sam_model_registry['vit_t']``) with random weights.
+def build_official_tinyvit_sam(package: str, name: str, seed: int = 0) -> nn.Module:
+    """A reference TinyViT SAM (``<package>.sam_model_registry[name]``) with random
+    weights, batch-norm statistics and attention bias tables drawn too.
+
+    Args:
+        package (str): ``'mobile_sam'`` (MobileSAM) or ``'segment_anything_hq'``
+            (Light HQ-SAM).
+        name (str): The registry key: ``'vit_t'`` or ``'vit_tiny'``.
+        seed (int): Seeds the build and the randomization.
 
     Returns:
-        mobile_sam.modeling.Sam: in eval mode.
+        nn.Module: The reference ``Sam`` in eval mode.
     """
+    import importlib
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # timm's deprecation and registry warnings
-        from mobile_sam import sam_model_registry
+        registry = importlib.import_module(package).sam_model_registry
 
     torch.manual_seed(seed)
-    model = sam_model_registry['vit_t']()
+    model = registry[name]()
     randomize_mobile_sam(model, seed=seed)
     return model.eval()  # rebuilds the attention bias tables from the drawn weights
+
+
+def build_official_mobile_sam(seed: int = 0) -> nn.Module:
+    """The official MobileSAM (``mobile_sam.sam_model_registry['vit_t']``) with random
+    weights (:func:`build_official_tinyvit_sam`)."""
+    return build_official_tinyvit_sam('mobile_sam', 'vit_t', seed)
 
 
 def official_to_mmsam_mobile(official: nn.Module, fused: bool = True) -> nn.Module:

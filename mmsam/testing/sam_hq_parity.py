@@ -8,14 +8,12 @@ built from a config and loaded through the one loading path
 (:func:`~mmsam.utils.checkpoint_loader.prepare_state_dict`), strictly.
 """
 
-import warnings
 from pathlib import Path
 from typing import Tuple
 
-import torch
 import torch.nn as nn
 
-from .mobile_sam_parity import randomize_mobile_sam
+from .mobile_sam_parity import build_official_tinyvit_sam
 from .parity import _arch, build_official_sam, sam_model_cfg
 
 #: The Light HQ-SAM config the parity tests build (the published model's).
@@ -36,20 +34,9 @@ def sam_hq_model_cfg(arch='tiny', img_size: int = 1024, window_size: int = 14) -
 
 
 def build_official_light_hq_sam(seed: int = 0) -> nn.Module:
-    """The official Light HQ-SAM (``sam_model_registry['vit_tiny']``) with random weights
-    (batch-norm statistics and attention bias tables drawn too).
-
-    Returns:
-        segment_anything_hq.modeling.Sam: in eval mode.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # timm's deprecation and registry warnings
-        from segment_anything_hq import sam_model_registry
-
-    torch.manual_seed(seed)
-    model = sam_model_registry['vit_tiny']()
-    randomize_mobile_sam(model, seed=seed)
-    return model.eval()  # rebuilds the attention bias tables from the drawn weights
+    """The official Light HQ-SAM (``segment_anything_hq.sam_model_registry['vit_tiny']``)
+    with random weights (:func:`~.mobile_sam_parity.build_official_tinyvit_sam`)."""
+    return build_official_tinyvit_sam('segment_anything_hq', 'vit_tiny', seed)
 
 
 def load_official_weights(model: nn.Module, official: nn.Module, source: str) -> nn.Module:
