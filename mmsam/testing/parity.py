@@ -228,6 +228,34 @@ def assert_amg_records_match(ref: list, got: list, min_records: int = 5) -> None
         assert abs(o['stability_score'] - r['stability_score']) <= 1e-3, i
 
 
+#: Prompt sets for predictor parity on a 480 x 640 image: ``SamPredictor.predict`` keyword
+#: arguments (numpy for the reference; mmsam takes lists too).
+PREDICTOR_CASES = {
+    'one_point': dict(point_coords=[[260.0, 200.0]], point_labels=[1]),
+    'points': dict(point_coords=[[260.0, 200.0], [500.0, 400.0]], point_labels=[1, 0]),
+    'box': dict(box=[100.0, 80.0, 450.0, 400.0]),
+    'box_point': dict(point_coords=[[260.0, 200.0]], point_labels=[1], box=[100, 80, 450, 400]),
+}
+
+
+def assert_predictions_match(ref, ours, kwargs: dict, multimask: bool, atol: float = 1e-4):
+    """A reference predictor and mmsam's ``SAMPredictor`` (images set) agree on one prompt:
+    scores and low-resolution logits within ``atol``, and a mask pixel may differ only where
+    the reference logit lies within ``atol`` of the threshold. The reference gets numpy."""
+    import numpy as np
+
+    ref_kwargs = {k: np.asarray(v) for k, v in kwargs.items()}
+    ref_masks, ref_scores, ref_low = ref.predict(**ref_kwargs, multimask_output=multimask)
+    ref_logits = ref.predict(**ref_kwargs, multimask_output=multimask, return_logits=True)[0]
+    masks, scores, low = ours.predict(**kwargs, multimask_output=multimask)
+    assert masks.shape == ref_masks.shape and masks.shape[0] == (3 if multimask else 1)
+    assert max_abs_diff(scores, ref_scores) <= atol
+    assert max_abs_diff(low, ref_low) <= atol
+    differ = masks != ref_masks
+    assert np.abs(ref_logits[differ]).max(initial=0.0) <= atol
+    assert 0 < ref_masks.sum() < ref_masks.size
+
+
 def build_sam_pair(
     arch='tiny', img_size: int = 1024, window_size: int = 14, seed: int = 0
 ) -> Tuple[nn.Module, nn.Module]:

@@ -14,7 +14,11 @@ from mmsam.testing.efficientvit_sam_parity import (
     build_efficientvit_sam_pair,
     efficientvit_sam_config_path,
 )
-from mmsam.testing.parity import assert_amg_records_match
+from mmsam.testing.parity import (
+    PREDICTOR_CASES,
+    assert_amg_records_match,
+    assert_predictions_match,
+)
 from mmsam.testing.parity import max_abs_diff as _maxdiff
 
 pytest.importorskip('efficientsam')
@@ -74,35 +78,11 @@ def official_input(official, image):
     return official.transform(image)[None]
 
 
-CASES = {
-    'one_point': dict(point_coords=np.array([[260.0, 200.0]]), point_labels=np.array([1])),
-    'points': dict(point_coords=np.array([[260.0, 200.0], [500, 400]]), point_labels=[1, 0]),
-    'box': dict(box=np.array([100, 80, 450, 400])),
-    'box_point': dict(
-        point_coords=np.array([[260.0, 200.0]]), point_labels=np.array([1]), box=[100, 80, 450, 400]
-    ),
-}
-
-
-def _assert_predictions_match(ref, mine, kwargs, multimask, shape):
-    ref_kwargs = {k: np.asarray(v) for k, v in kwargs.items()}
-    ref_masks, ref_scores, ref_low = ref.predict(**ref_kwargs, multimask_output=multimask)
-    ref_logits = ref.predict(**ref_kwargs, multimask_output=multimask, return_logits=True)[0]
-    masks, scores, low = mine.predict(**kwargs, multimask_output=multimask)
-    assert masks.shape == ref_masks.shape == ((3 if multimask else 1), *shape)
-    assert _maxdiff(scores, ref_scores) <= ATOL
-    assert _maxdiff(low, ref_low) <= ATOL
-    differ = masks != ref_masks
-    # a pixel may flip only where the reference logit sits within the tolerance
-    assert np.abs(ref_logits[differ]).max(initial=0.0) <= ATOL
-    assert 0 < ref_masks.sum() < ref_masks.size
-
-
-@pytest.mark.parametrize('case', sorted(CASES))
+@pytest.mark.parametrize('case', sorted(PREDICTOR_CASES))
 @pytest.mark.parametrize('multimask', [True, False])
 def test_predictor_matches_official(predictors, case, multimask):
     ref, mine = predictors
-    _assert_predictions_match(ref, mine, CASES[case], multimask, (480, 640))
+    assert_predictions_match(ref, mine, PREDICTOR_CASES[case], multimask, ATOL)
 
 
 def test_amg_records_match_official(pair, image):
@@ -130,11 +110,12 @@ def test_xl0_embeddings_and_masks_match_official():
     mine.set_image(image)
     assert ref.features.std() > 0.1
     assert _maxdiff(mine.get_image_embedding(), ref.features) <= ATOL
-    for case in ('one_point', 'box'):
-        kwargs = {k: np.asarray(v) * 0.6 for k, v in CASES[case].items()}
-        if 'point_labels' in kwargs:
-            kwargs['point_labels'] = CASES[case]['point_labels']
-        _assert_predictions_match(ref, mine, kwargs, True, (300, 400))
+    for case in ('one_point', 'box'):  # the prompts scaled to the smaller image
+        kwargs = dict(PREDICTOR_CASES[case])
+        for key in ('point_coords', 'box'):
+            if key in kwargs:
+                kwargs[key] = np.asarray(kwargs[key]) * 0.6
+        assert_predictions_match(ref, mine, kwargs, True, ATOL)
 
 
 @pytest.mark.parametrize('size', ['l1', 'l2', 'xl1'])
