@@ -382,6 +382,15 @@ class EmbeddingStore:
         self._entries = {item['image']: item for item in index['images']}
         self._checked: Dict[int, str] = {}
 
+    @classmethod
+    def existing(cls, root: str) -> Optional['EmbeddingStore']:
+        """The store in ``root`` if it has an index (``None`` for a new folder).
+
+        Raises:
+            EmbeddingStoreError: the index is there but not an mmsam store index.
+        """
+        return cls(root) if osp.isfile(osp.join(root, INDEX_FILE)) else None
+
     @property
     def model(self) -> str:
         """The name of the model that wrote the store."""

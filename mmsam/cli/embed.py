@@ -51,13 +51,11 @@ class EmbedResult(BatchReport):
 
 def _check_store_encoder(out_dir: str, encoder_sha256: str) -> None:
     """Refuse to add to a store that another encoder wrote."""
-    if not osp.isfile(osp.join(out_dir, INDEX_FILE)):
-        return
     try:
-        store = EmbeddingStore(out_dir)
+        store = EmbeddingStore.existing(out_dir)
     except EmbeddingStoreError as err:
         raise EmbeddingStoreError(f'{err}; give another --out') from err
-    if store.encoder_sha256 != encoder_sha256:
+    if store is not None and store.encoder_sha256 != encoder_sha256:
         raise EmbeddingStoreError(
             f'{out_dir} holds embeddings of model {store.model} (another image encoder): '
             'give another --out for this model'

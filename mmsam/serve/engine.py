@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from ..apis.embedding_store import (
-    INDEX_FILE,
     EmbeddingStore,
     EmbeddingStoreError,
     build_index,
@@ -109,8 +108,8 @@ class ServeModel:
         self._image_locks: Dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_lock = threading.Lock()
         self._decoder_path: Optional[str] = None
-        if osp.isfile(osp.join(self.store_dir, INDEX_FILE)):
-            existing = EmbeddingStore(self.store_dir)
+        existing = EmbeddingStore.existing(self.store_dir)
+        if existing is not None:
             existing.check_model(encoder_sha256=self.encoder_sha256)
             self.dtype = existing.index['dtype']  # a store holds one dtype: keep its own
 
