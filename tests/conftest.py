@@ -165,7 +165,7 @@ def pytest_collection_modifyitems(config, items):
 # ---------------------------------------------------------------- reference packages in CI
 #: The reference implementations parity tests compare with (requirements/tests.txt);
 #: a test that skips for want of one fails instead under CI (env CI=true).
-REFERENCE_PACKAGES = ('segment_anything', 'efficientsam')
+REFERENCE_PACKAGES = ('segment_anything', 'segment_anything_hq', 'mobile_sam', 'efficientsam')
 
 
 def _missing_reference(report) -> bool:
