@@ -79,6 +79,13 @@ class SAMPredictor(ImageState):
                 ``max(h, w) == image_size`` (the official ``set_torch_image`` input).
             original_image_size (tuple[int, int]): ``(H, W)`` before resizing.
         """
+        encoder_side = getattr(self.model.data_preprocessor, 'encoder_image_size', self.image_size)
+        if encoder_side != self.image_size:
+            raise ValueError(
+                f'this model encodes {encoder_side} px inputs in a {self.image_size} px frame '
+                '(e.g. EfficientViT-SAM-L): give the original image to set_image(...), which '
+                'resizes it for the encoder'
+            )
         shape = tuple(transformed_image.shape)
         if len(shape) != 4 or shape[:2] != (1, 3) or max(shape[2:]) != self.image_size:
             raise ValueError(

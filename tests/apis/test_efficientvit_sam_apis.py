@@ -84,6 +84,13 @@ NARROW = dict(
 )
 
 
+def test_set_torch_image_names_set_image(predictor):
+    """The encoder's own input size is not the frame's: a frame-resized tensor is refused
+    with what to call instead."""
+    with pytest.raises(ValueError, match=r'encodes 256 px inputs in a 512 px frame.*set_image'):
+        predictor.set_torch_image(torch.zeros(1, 3, 512, 340), (150, 220))
+
+
 def test_bf16_autocast():
     torch.manual_seed(1)
     narrow = dict(SMALL, backbone=dict(SMALL['backbone'], arch=dict(_delete_=True, **NARROW)))
