@@ -141,6 +141,26 @@ def run_box_prompt_eval(
     return run_test_script([config, checkpoint, '--cfg-options', *options], work_dir)
 
 
+def assert_box_prompt_eval_runs(
+    config: str, checkpoint: str, folder: str, img_size: int, extra_options: Sequence[str] = ()
+) -> dict:
+    """:func:`run_box_prompt_eval` on a fresh COCO fixture (``folder/coco``, seeded) with its
+    work dir in ``folder/work``: the run exits 0 and reports an mIoU in ``[0, 1]`` over at
+    least one instance, as JSON-able metrics (returned)."""
+    from .coco_fixture import make_coco_fixture
+
+    data = make_coco_fixture(osp.join(folder, 'coco'), seed=0, bad_entries=False)
+    work = osp.join(folder, 'work')
+    code, output, metrics = run_box_prompt_eval(
+        config, checkpoint, data['data_root'], work, img_size, extra_options
+    )
+    assert code == 0, output[-3000:]
+    assert metrics is not None and metrics['coco/num_instances'] > 0
+    assert 0.0 <= metrics['coco/mIoU@1'] <= 1.0
+    json.dumps(metrics)
+    return metrics
+
+
 def run_cli(args: List[str]) -> subprocess.CompletedProcess:
     """``python -m mmsam.cli ARGS`` in a subprocess of this checkout, on one thread."""
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')

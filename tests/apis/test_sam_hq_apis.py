@@ -19,9 +19,9 @@ from mmsam.apis import AutomaticMaskGenerator, SAMPredictor
 from mmsam.testing import smooth_image
 from mmsam.testing.eval_runs import (
     REPO,
+    assert_box_prompt_eval_runs,
     assert_cli_segment_matches_predictor,
     input_size_overrides,
-    run_box_prompt_eval,
 )
 from mmsam.testing.mobile_sam_parity import randomize_mobile_sam
 from mmsam.testing.sam_hq_parity import LIGHT_HQ_SAM_CONFIG, config_path
@@ -166,16 +166,8 @@ def test_cli_segment_with_model_name(image, tmp_path):
 
 def test_tools_test_box_prompt_config(checkpoint, tmp_path):
     """tools/test.py with Light HQ-SAM's box-prompt config on the COCO fixture."""
-    from mmsam.testing.coco_fixture import make_coco_fixture
-
-    data = make_coco_fixture(str(tmp_path / 'coco'), seed=0, bad_entries=False)
     config = os.path.join(REPO, 'configs/sam_hq/light-hq-sam_tinyvit-5m_coco-val2017_box-prompt.py')
-    work = str(tmp_path / 'work')
-    code, output, metrics = run_box_prompt_eval(config, checkpoint, data['data_root'], work, IMG)
-    assert code == 0, output[-3000:]
-    assert metrics is not None and metrics['coco/num_instances'] > 0
-    assert 0.0 <= metrics['coco/mIoU@1'] <= 1.0
-    json.dumps(metrics)
+    assert_box_prompt_eval_runs(config, checkpoint, str(tmp_path), IMG)
 
 
 def test_auto_annotate_masks_are_the_predictors(model, image, tmp_path):
