@@ -4,6 +4,7 @@ import importlib
 import platform
 import sys
 from collections import OrderedDict
+from typing import List
 
 
 def _version(module: str) -> str:
@@ -11,6 +12,18 @@ def _version(module: str) -> str:
         return getattr(importlib.import_module(module), '__version__', 'unknown')
     except Exception as exc:  # noqa: BLE001 - report any import failure as text
         return f'not usable ({type(exc).__name__}: {exc})'
+
+
+def cpu_flags() -> List[str]:
+    """The CPU features that change the speed of mmsam's kernels (``avx2``, ``avx512f``,
+    ``avx512_bf16``, ``amx_bf16``) this machine has, from ``/proc/cpuinfo`` (empty where
+    it cannot be read), for benchmark reports."""
+    try:
+        with open('/proc/cpuinfo', encoding='ascii') as f:
+            flags = next(line for line in f if line.startswith('flags')).split()
+    except (OSError, StopIteration):
+        return []
+    return [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags]
 
 
 def collect_env() -> 'OrderedDict[str, str]':

@@ -28,6 +28,8 @@ import time
 import torch
 from PIL import Image
 
+from mmsam.utils.collect_env import cpu_flags
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
     'vit_b': 'sam_vit-base-p16_3rdparty_sa1b-1024px',
@@ -75,7 +77,7 @@ def main():
         images=args.images,
         size=list(args.size),
         threads=torch.get_num_threads(),
-        cpu=_cpu_flags(),
+        cpu=cpu_flags(),
         batch={},
     )
     for batch_size in args.batch_sizes:
@@ -113,15 +115,6 @@ def main():
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump(results, f, indent=1)
-
-
-def _cpu_flags():
-    try:
-        with open('/proc/cpuinfo', encoding='ascii') as f:
-            flags = next(line for line in f if line.startswith('flags')).split()
-    except (OSError, StopIteration):
-        return []
-    return [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags]
 
 
 if __name__ == '__main__':

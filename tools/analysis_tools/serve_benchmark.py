@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mmsam.utils.collect_env import cpu_flags
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODELS = {
     'vit_b': 'sam_vit-base-p16_3rdparty_sa1b-1024px',
@@ -66,15 +68,6 @@ def parse_args():
     parser.add_argument('--port', type=int, default=0, help='(default: a free port)')
     parser.add_argument('--json', default=None, help='also write the results here')
     return parser.parse_args()
-
-
-def _cpu_flags():
-    try:
-        with open('/proc/cpuinfo', encoding='ascii') as f:
-            flags = next(line for line in f if line.startswith('flags')).split()
-    except (OSError, StopIteration):
-        return []
-    return [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags]
 
 
 def _summary(values):
@@ -197,7 +190,7 @@ def main():
         ort_version = json.load(f)['dependencies']['onnxruntime-web']
     results = {
         'uptime_before': subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip(),
-        'cpu_flags': _cpu_flags(),
+        'cpu_flags': cpu_flags(),
         'cpus': os.cpu_count(),
         'onnxruntime_web': ort_version,
         'torch': torch.__version__,
