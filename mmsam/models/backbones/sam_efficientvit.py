@@ -19,6 +19,7 @@ otherwise follows the reference, without its ``op_list`` wrappers.
 ``image_encoder.neck.*`` and ``image_encoder.norm.*`` names onto these.
 """
 
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -77,9 +78,15 @@ def conv_layer(
     )
 
 
-class ResBlock(nn.Module):
-    """Two 3x3 convolutions (the reference's ``ResBlock``); ``fewer_norm`` drops the first
-    norm for a bias.
+def _hidden(fewer_norm: bool) -> dict:
+    """``conv_layer`` arguments of a block's convolutions before its last one:
+    ``fewer_norm`` trades their batch norm for a bias (the last keeps its norm)."""
+    return dict(bias=fewer_norm, norm=not fewer_norm)
+
+
+class ResBlock(nn.Sequential):
+    """Two 3x3 convolutions ``conv1``, ``conv2`` (the reference's ``ResBlock``);
+    ``fewer_norm`` gives the first a bias instead of a norm.
 
     Shape:
         ``(B, C_in, H, W)`` -> ``(B, C_out, H / stride, W / stride)``.
@@ -88,18 +95,29 @@ class ResBlock(nn.Module):
     def __init__(
         self, in_channels: int, out_channels: int, stride: int = 1, fewer_norm: bool = False
     ) -> None:
-        super().__init__()
-        self.conv1 = conv_layer(
-            in_channels, in_channels, 3, stride, bias=fewer_norm, norm=not fewer_norm
+        super().__init__(
+            OrderedDict(
+                conv1=conv_layer(in_channels, in_channels, 3, stride, **_hidden(fewer_norm)),
+                conv2=conv_layer(in_channels, out_channels, 3, act=False),
+            )
         )
-        self.conv2 = conv_layer(in_channels, out_channels, 3, act=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.conv1(x))
 
 
-class FusedMBConv(nn.Module):
-    """A 3x3 expansion convolution and a 1x1 projection (the reference's ``FusedMBConv``).
+class MBConv(nn.Sequential):
+    """Inverted bottleneck (the reference's ``MBConv``, and ``FusedMBConv`` when ``fused``).
+
+    Unfused: a 1x1 expansion ``inverted_conv`` and a 3x3 depthwise ``depth_conv``;
+    fused: one 3x3 expansion ``spatial_conv`` in their place. Both end with a 1x1
+    projection ``point_conv`` without activation.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        stride (int): Stride of the 3x3 convolution. Defaults to 1.
+        expand_ratio (float): Hidden channels per input channel. Defaults to 4.
+        fewer_norm (bool): A bias instead of a norm before the projection. Defaults
+            to False.
+        fused (bool): The fused block. Defaults to False.
 
     Shape:
         ``(B, C_in, H, W)`` -> ``(B, C_out, H / stride, W / stride)``.
@@ -112,44 +130,19 @@ class FusedMBConv(nn.Module):
         stride: int = 1,
         expand_ratio: float = 4,
         fewer_norm: bool = False,
+        fused: bool = False,
     ) -> None:
-        super().__init__()
         mid = round(in_channels * expand_ratio)
-        self.spatial_conv = conv_layer(
-            in_channels, mid, 3, stride, bias=fewer_norm, norm=not fewer_norm
-        )
-        self.point_conv = conv_layer(mid, out_channels, 1, act=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.point_conv(self.spatial_conv(x))
-
-
-class MBConv(nn.Module):
-    """Inverted bottleneck: 1x1 expansion, 3x3 depthwise, 1x1 projection (the reference's
-    ``MBConv``); ``fewer_norm`` keeps only the projection's norm (biases elsewhere).
-
-    Shape:
-        ``(B, C_in, H, W)`` -> ``(B, C_out, H / stride, W / stride)``.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int = 1,
-        expand_ratio: float = 4,
-        fewer_norm: bool = False,
-    ) -> None:
-        super().__init__()
-        mid = round(in_channels * expand_ratio)
-        self.inverted_conv = conv_layer(in_channels, mid, 1, bias=fewer_norm, norm=not fewer_norm)
-        self.depth_conv = conv_layer(
-            mid, mid, 3, stride, groups=mid, bias=fewer_norm, norm=not fewer_norm
-        )
-        self.point_conv = conv_layer(mid, out_channels, 1, act=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.point_conv(self.depth_conv(self.inverted_conv(x)))
+        hidden = _hidden(fewer_norm)
+        if fused:
+            layers = dict(spatial_conv=conv_layer(in_channels, mid, 3, stride, **hidden))
+        else:
+            layers = dict(
+                inverted_conv=conv_layer(in_channels, mid, 1, **hidden),
+                depth_conv=conv_layer(mid, mid, 3, stride, groups=mid, **hidden),
+            )
+        layers['point_conv'] = conv_layer(mid, out_channels, 1, act=False)
+        super().__init__(OrderedDict(layers))
 
 
 class LiteMLA(nn.Module):
@@ -269,7 +262,7 @@ def local_block(
     if kind == 'res':
         return ResBlock(in_channels, out_channels, stride, fewer_norm)
     if kind == 'fmb':
-        return FusedMBConv(in_channels, out_channels, stride, expand_ratio, fewer_norm)
+        return MBConv(in_channels, out_channels, stride, expand_ratio, fewer_norm, fused=True)
     if kind == 'mb':
         return MBConv(in_channels, out_channels, stride, expand_ratio, fewer_norm)
     raise ValueError(f"block must be 'res', 'fmb' or 'mb', got {kind!r}")
@@ -304,7 +297,10 @@ class SAMNeck(nn.Module):
         self.embed_size = int(embed_size)
         self.lateral_convs = nn.ModuleList(conv_layer(c, width, 1, act=False) for c in in_channels)
         self.blocks = nn.Sequential(
-            *(Residual(FusedMBConv(width, width, expand_ratio=expand_ratio)) for _ in range(depth))
+            *(
+                Residual(MBConv(width, width, expand_ratio=expand_ratio, fused=True))
+                for _ in range(depth)
+            )
         )
         self.out_conv = conv_layer(width, out_channels, 1, bias=True, norm=False, act=False)
         self.norm = LayerNorm2d(out_channels, eps=NORM_EPS)
