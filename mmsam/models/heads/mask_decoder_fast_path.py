@@ -353,6 +353,7 @@ def predict_masks(
     image_pe: torch.Tensor,
     dense_prompt_embeddings: torch.Tensor,
     prompts_per_chunk: Optional[int] = None,
+    image_context: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """:meth:`SAMMaskDecoder.predict_masks` without repeating the image per prompt.
 
@@ -360,6 +361,8 @@ def predict_masks(
     whose parameters are used and ``tokens`` ``(N, T + K, C)`` the output tokens followed
     by the sparse prompt embeddings. ``prompts_per_chunk``: at most this many prompts at
     a time, fewer when their features would exceed :data:`CHUNK_FEATURE_VALUES`.
+    ``image_context``: what the decoder's ``mask_head`` takes besides the transformer's
+    outputs, ``(1 or N, ...)`` (SAM-HQ's HQ features; None for SAM).
     """
     n = tokens.shape[0]
     src = _shared(image_embeddings) + _shared(dense_prompt_embeddings)  # (1 or N, C, h, w)
@@ -378,9 +381,12 @@ def predict_masks(
             tokens[part],
             cache,
         )
-        hyper_in = decoder.hypernetwork_weights(hs)  # (chunk, T, C / 8)
-        masks.append(upscale_as_matmul(decoder.output_upscaling, feats, (h, w), hyper_in))
-        ious.append(decoder.iou_prediction_head(hs[:, 0, :]))
+        context = image_context
+        if context is not None and context.shape[0] > 1:
+            context = context[part]
+        part_masks, part_ious = decoder.mask_head(hs, feats, (h, w), context)
+        masks.append(part_masks)
+        ious.append(part_ious)
     if len(masks) == 1:
         return masks[0], ious[0]
     return torch.cat(masks), torch.cat(ious)

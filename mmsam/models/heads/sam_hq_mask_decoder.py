@@ -31,7 +31,6 @@ import torch.nn as nn
 from mmdet.registry import MODELS
 
 from ..layers import LayerNorm2d
-from . import mask_decoder_fast_path as fast_path
 from .sam_mask_decoder import MLP, SAMMaskDecoder
 
 
@@ -49,7 +48,10 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
         **kwargs: :class:`SAMMaskDecoder`'s arguments (``transformer_dims``,
             ``transformer``, ``num_multimask_outputs``, ``iou_head_depth``, ...,
             ``fast_path``: the transformer runs once for the shared image, the HQ
-            upscaling as in the reference).
+            upscaling as in the reference). :meth:`SAMMaskDecoder.predict_masks` runs
+            with this decoder's HQ token (:meth:`output_token_weights`), HQ feature map
+            (:meth:`image_inputs`) and HQ mask (:meth:`mask_head`); it returns
+            ``T + 1`` logits per prompt (SAM's ``T`` outputs, then the HQ output).
 
     Shape:
         ``image_embeddings`` is ``(1 or N, transformer_dims + interm_dims, E, E)``;
@@ -120,6 +122,24 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
             )
         return features[:, : self.transformer_dims], features[:, self.transformer_dims :]
 
+    def output_token_weights(self) -> torch.Tensor:
+        """SAM's output tokens followed by the HQ token: ``(T' + 1, C)``."""
+        return torch.cat([super().output_token_weights(), self.hf_token.weight], dim=0)
+
+    def image_inputs(self, image_embeddings: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The final embedding for the transformer and the HQ feature map for
+        :meth:`mask_head`: the final embedding and the early feature, both upscaled 4x.
+
+        Args:
+            image_embeddings (Tensor): ``(1 or N, C + V, h, w)``
+                (:meth:`pack_image_features`).
+
+        Returns:
+            tuple[Tensor, Tensor]: ``(1 or N, C, h, w)`` and ``(1 or N, C / 8, 4h, 4w)``.
+        """
+        embedding, interm = self.split_image_features(image_embeddings)
+        return embedding, self.embedding_encoder(embedding) + self.compress_vit_feat(interm)
+
     def hypernetwork_weights(self, hs: torch.Tensor) -> torch.Tensor:
         """SAM's mask tokens' classifiers followed by the HQ token's.
 
@@ -134,91 +154,32 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
         hq = self.hf_mlp(hs[:, 1 + self.num_mask_tokens])
         return torch.cat([sam, hq[:, None]], dim=1)
 
-    def predict_masks(
+    def mask_head(
         self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse_prompt_embeddings: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-        prompts_per_chunk: Optional[int] = None,
+        hs: torch.Tensor,
+        feats: torch.Tensor,
+        size: Tuple[int, int],
+        image_context: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """All SAM outputs and the HQ output for every prompt.
+        """SAM's mask logits and the HQ logits from the transformer's outputs (the
+        upscaling as in the reference on either path).
 
         Args:
-            image_embeddings (Tensor): ``(1 or N, C + V, h, w)``
-                (:meth:`pack_image_features`).
-            image_pe (Tensor): ``(1, C, h, w)``.
-            sparse_prompt_embeddings (Tensor): ``(N, K, C)``.
-            dense_prompt_embeddings (Tensor): ``(N or 1, C, h, w)``.
-            prompts_per_chunk (int, optional): Speed path only: at most this many
-                prompts through the transformer and the upscaling at a time.
+            hs (Tensor): Tokens ``(N, T', C)``.
+            feats (Tensor): Image features ``(N or 1, h * w, C)``.
+            size (tuple[int, int]): ``(h, w)``.
+            image_context (Tensor): The HQ feature map ``(1 or N, C / 8, 4h, 4w)``
+                (:meth:`image_inputs`).
 
         Returns:
             tuple[Tensor, Tensor]: logits ``(N, T + 1, 4h, 4w)`` (SAM's ``T`` outputs,
             then the HQ output, whose logits do not include SAM's) and IoU
             predictions ``(N, T)``.
         """
-        embedding, interm = self.split_image_features(image_embeddings)
-        n = sparse_prompt_embeddings.shape[0]
-        self.check_batch(
-            n, image_embeddings=embedding, dense_prompt_embeddings=dense_prompt_embeddings
-        )
-        # the HQ feature map: final embedding and early feature, both upscaled 4x
-        hq_features = self.embedding_encoder(embedding) + self.compress_vit_feat(interm)
-        output_tokens = torch.cat(
-            [self.iou_token.weight, self.mask_tokens.weight, self.hf_token.weight], dim=0
-        )
-        output_tokens = output_tokens.to(sparse_prompt_embeddings.dtype)
-        tokens = torch.cat(
-            [output_tokens.unsqueeze(0).expand(n, -1, -1), sparse_prompt_embeddings], dim=1
-        )
-        if not self.fast_path:  # the official order: the image repeated per prompt
-            src = embedding.expand(n, -1, -1, -1) + dense_prompt_embeddings
-            hs, feats = self.transformer(src, image_pe.expand(n, -1, -1, -1), tokens)
-            return self._masks(hs, feats, embedding.shape[-2:], hq_features)
-        # the speed path's transformer (image-side work once for all prompts), in chunks
-        src = fast_path._shared(embedding) + fast_path._shared(dense_prompt_embeddings)
-        h, w = src.shape[-2:]
-        step = max(1, fast_path.CHUNK_FEATURE_VALUES // (h * w * src.shape[1]))
-        step = min(step, prompts_per_chunk or step)
-        cache = {} if src.shape[0] == 1 else None
-        masks, ious = [], []
-        for start in range(0, n, step):
-            part = slice(start, min(start + step, n))
-            hs, feats = fast_path.transformer_forward(
-                self.transformer,
-                src if cache is not None else src[part],
-                fast_path._shared(image_pe),
-                tokens[part],
-                cache,
-            )
-            hq = hq_features if hq_features.shape[0] == 1 else hq_features[part]
-            part_masks, part_ious = self._masks(hs, feats.expand(len(hs), -1, -1), (h, w), hq)
-            masks.append(part_masks)
-            ious.append(part_ious)
-        return torch.cat(masks), torch.cat(ious)
-
-    def _masks(
-        self,
-        hs: torch.Tensor,
-        feats: torch.Tensor,
-        size: Tuple[int, int],
-        hq_features: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Mask logits and IoU predictions from the transformer's outputs.
-
-        Args:
-            hs (Tensor): Tokens ``(N, T', C)``.
-            feats (Tensor): Image features ``(N, h * w, C)``.
-            size (tuple[int, int]): ``(h, w)``.
-            hq_features (Tensor): ``(1 or N, C / 8, 4h, 4w)``.
-
-        Returns:
-            tuple[Tensor, Tensor]: ``(N, T + 1, 4h, 4w)`` and ``(N, T)``.
-        """
+        feats = feats.expand(len(hs), -1, -1)
         b, _, c = feats.shape
         upscaled_sam = self.output_upscaling(feats.transpose(1, 2).reshape(b, c, *size))
-        upscaled_hq = self.embedding_maskfeature(upscaled_sam) + hq_features
+        upscaled_hq = self.embedding_maskfeature(upscaled_sam) + image_context
         hyper_in = self.hypernetwork_weights(hs)
         b, c, h, w = upscaled_sam.shape
         t = self.num_mask_tokens
@@ -227,36 +188,30 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
         masks = torch.cat([masks_sam, masks_hq], dim=1).view(b, t + 1, h, w)
         return masks, self.iou_prediction_head(hs[:, 0, :])
 
-    def forward(
+    def select_outputs(
         self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse_prompt_embeddings: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-        multimask_output: bool = True,
-        prompts_per_chunk: Optional[int] = None,
+        masks: torch.Tensor,
+        iou_pred: torch.Tensor,
+        multimask_output: bool,
         hq_token_only: Optional[bool] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One mask per prompt: SAM's chosen output plus the HQ output (or the HQ alone).
+        """One mask per prompt (what :meth:`forward` returns): SAM's chosen output plus
+        the HQ output, or the HQ output alone.
 
-        Args: see :meth:`predict_masks`. ``multimask_output`` chooses SAM's output:
-            the best of tokens 1.. by predicted IoU (True) or token 0 (False).
-            ``hq_token_only`` (None: the decoder's setting) returns the HQ logits alone.
+        Args:
+            masks (Tensor): :meth:`predict_masks`' logits ``(N, T + 1, h, w)``.
+            iou_pred (Tensor): its IoU predictions ``(N, T)``.
+            multimask_output (bool): SAM's output is the best of tokens 1.. by
+                predicted IoU (True) or token 0 (False).
+            hq_token_only (bool, optional): The HQ logits alone (None: the decoder's
+                setting).
 
         Returns:
-            tuple[Tensor, Tensor]: logits ``(N, 1, 4h, 4w)`` and the chosen SAM output's
+            tuple[Tensor, Tensor]: logits ``(N, 1, h, w)`` and the chosen SAM output's
             predicted IoU ``(N, 1)``.
         """
-        masks, iou_pred = self.predict_masks(
-            image_embeddings,
-            image_pe,
-            sparse_prompt_embeddings,
-            dense_prompt_embeddings,
-            prompts_per_chunk,
-        )
-        masks, iou_pred = self.fuse_outputs(masks, iou_pred, hq_token_only)
-        keep = slice(1, 2) if multimask_output else slice(0, 1)
-        return masks[:, keep], iou_pred[:, keep]
+        fused = self.fuse_outputs(masks, iou_pred, hq_token_only)
+        return super().select_outputs(*fused, multimask_output)
 
     def fuse_outputs(
         self, masks: torch.Tensor, iou_pred: torch.Tensor, hq_token_only: Optional[bool] = None

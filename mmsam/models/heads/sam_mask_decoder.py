@@ -126,6 +126,25 @@ class SAMMaskDecoder(nn.Module):
                     f'{name} must have batch 1 or {n} (one per prompt), got {x.shape[0]}'
                 )
 
+    def output_token_weights(self) -> torch.Tensor:
+        """The learned output tokens put before the prompt tokens: ``(T', C)``, the IoU
+        token then the ``num_mask_tokens`` mask tokens."""
+        return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+
+    def image_inputs(
+        self, image_embeddings: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The embedding the transformer takes, and what else :meth:`mask_head` needs
+        from the image.
+
+        Args:
+            image_embeddings (Tensor): ``(1 or N, C, h, w)``.
+
+        Returns:
+            tuple[Tensor, None]: ``image_embeddings`` and None (SAM needs nothing else).
+        """
+        return image_embeddings, None
+
     def hypernetwork_weights(self, hs: torch.Tensor) -> torch.Tensor:
         """Each mask token's per-pixel linear classifier.
 
@@ -140,6 +159,38 @@ class SAMMaskDecoder(nn.Module):
             [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )
+
+    def mask_head(
+        self,
+        hs: torch.Tensor,
+        feats: torch.Tensor,
+        size: Tuple[int, int],
+        image_context: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits and IoU predictions from the transformer's outputs: the image
+        features upscaled 4x, each mask token's classifier applied to them.
+
+        Args:
+            hs (Tensor): Tokens ``(N, T', C)``.
+            feats (Tensor): Image features ``(N, h * w, C)`` (speed path: or
+                ``(1, h * w, C)``, shared).
+            size (tuple[int, int]): ``(h, w)``.
+            image_context (Tensor, optional): The second output of :meth:`image_inputs`
+                (unused by SAM).
+
+        Returns:
+            tuple[Tensor, Tensor]: logits ``(N, T, 4h, 4w)`` and IoU predictions
+            ``(N, T)``.
+        """
+        hyper_in = self.hypernetwork_weights(hs)
+        if self.fast_path:
+            masks = fast_path.upscale_as_matmul(self.output_upscaling, feats, size, hyper_in)
+        else:
+            b, _, c = feats.shape
+            upscaled = self.output_upscaling(feats.transpose(1, 2).reshape(b, c, *size))
+            b, c, h, w = upscaled.shape
+            masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+        return masks, self.iou_prediction_head(hs[:, 0, :])
 
     def predict_masks(
         self,
@@ -170,32 +221,29 @@ class SAMMaskDecoder(nn.Module):
             tuple[Tensor, Tensor]: logits ``(N, T, 4h, 4w)`` and IoU predictions
             ``(N, T)``, ``T = num_mask_tokens``.
         """
+        embedding, image_context = self.image_inputs(image_embeddings)
         n = sparse_prompt_embeddings.shape[0]
         self.check_batch(
-            n, image_embeddings=image_embeddings, dense_prompt_embeddings=dense_prompt_embeddings
+            n, image_embeddings=embedding, dense_prompt_embeddings=dense_prompt_embeddings
         )
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.to(sparse_prompt_embeddings.dtype)
+        output_tokens = self.output_token_weights().to(sparse_prompt_embeddings.dtype)
         output_tokens = output_tokens.unsqueeze(0).expand(n, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
         if self.fast_path:
             return fast_path.predict_masks(
                 self,
                 tokens,
-                image_embeddings,
+                embedding,
                 image_pe,
                 dense_prompt_embeddings,
                 prompts_per_chunk,
+                image_context,
             )
         # the image repeated per prompt, as the official decoder does
-        src = image_embeddings.expand(n, -1, -1, -1) + dense_prompt_embeddings
+        src = embedding.expand(n, -1, -1, -1) + dense_prompt_embeddings
         pos_src = image_pe.expand(n, -1, -1, -1)
-        b, c, h, w = src.shape
-        hs, src = self.transformer(src, pos_src, tokens)
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        b, c, h, w = upscaled.shape
-        masks = (self.hypernetwork_weights(hs) @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
-        return masks, self.iou_prediction_head(hs[:, 0, :])
+        hs, feats = self.transformer(src, pos_src, tokens)
+        return self.mask_head(hs, feats, src.shape[-2:], image_context)
 
     def forward(
         self,
@@ -205,15 +253,16 @@ class SAMMaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool = True,
         prompts_per_chunk: Optional[int] = None,
+        **output_options,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Predict masks, keeping the multimask outputs or the single-mask output.
 
-        Args: see :meth:`predict_masks`; ``multimask_output`` selects tokens 1.. (3
-        masks) or token 0 (1 mask).
+        Args: see :meth:`predict_masks`; ``multimask_output`` and ``output_options``
+        (SAM-HQ: ``hq_token_only``) go to :meth:`select_outputs`.
 
         Returns:
             tuple[Tensor, Tensor]: logits ``(N, C, 4h, 4w)`` and IoU predictions
-            ``(N, C)``, ``C = num_multimask_outputs`` or 1.
+            ``(N, C)``, ``C = num_outputs(multimask_output)``.
         """
         masks, iou_pred = self.predict_masks(
             image_embeddings,
@@ -222,5 +271,20 @@ class SAMMaskDecoder(nn.Module):
             dense_prompt_embeddings,
             prompts_per_chunk,
         )
+        return self.select_outputs(masks, iou_pred, multimask_output, **output_options)
+
+    def select_outputs(
+        self, masks: torch.Tensor, iou_pred: torch.Tensor, multimask_output: bool
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The outputs :meth:`forward` returns: tokens 1.. (multimask) or token 0.
+
+        Args:
+            masks (Tensor): :meth:`predict_masks`' logits ``(N, T, h, w)``.
+            iou_pred (Tensor): its IoU predictions ``(N, T)``.
+            multimask_output (bool): The multimask outputs, or the single output.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``(N, C, h, w)`` and ``(N, C)``.
+        """
         keep = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, keep], iou_pred[:, keep]
