@@ -226,6 +226,13 @@ def convert_mmsam_to_official(state_dict: Mapping[str, torch.Tensor]) -> 'Ordere
 
 HF_PREFIXES = ('vision_encoder.', 'prompt_encoder.', 'mask_decoder.', 'shared_image_embedding.')
 
+
+def _hf_layer_rules(prefix: str, official: str, layers: Mapping[str, int]) -> List[Tuple[str, str]]:
+    """Rules for the layers that Hugging Face names inside an official ``nn.Sequential``:
+    ``<prefix><name>.`` -> ``<official>.<index>.`` (``name`` may be a regex)."""
+    return [(rf'^{prefix}{name}\.', f'{official}.{index}.') for name, index in layers.items()]
+
+
 _HF_ENCODER_KEY_RULES: List[Tuple[str, str]] = [
     (r'^patch_embed\.projection\.', 'patch_embed.projection.'),
     (r'^pos_embed$', 'pos_embed'),
@@ -235,21 +242,20 @@ _HF_ENCODER_KEY_RULES: List[Tuple[str, str]] = [
     (r'^layers\.(\d+)\.attn\.(rel_pos_h|rel_pos_w)$', r'layers.\1.attn.\2'),
     (r'^layers\.(\d+)\.mlp\.lin1\.', r'layers.\1.ffn.layers.0.0.'),
     (r'^layers\.(\d+)\.mlp\.lin2\.', r'layers.\1.ffn.layers.1.'),
-    (r'^neck\.conv1\.', 'channel_reduction.0.'),
-    (r'^neck\.layer_norm1\.', 'channel_reduction.1.'),
-    (r'^neck\.conv2\.', 'channel_reduction.2.'),
-    (r'^neck\.layer_norm2\.', 'channel_reduction.3.'),
+    *_hf_layer_rules(
+        r'neck\.', 'channel_reduction', dict(conv1=0, layer_norm1=1, conv2=2, layer_norm2=3)
+    ),
 ]
 
 _HF_PROMPT_KEY_RULES: List[Tuple[str, str]] = [
     (r'^shared_embedding\.positional_embedding$', 'pe_layer.positional_encoding_gaussian_matrix'),
     (r'^point_embed\.(\d+)\.weight$', r'point_embeddings.\1.weight'),
     (r'^(not_a_point_embed|no_mask_embed)\.weight$', r'\1.weight'),
-    (r'^mask_embed\.conv1\.', 'mask_downscaling.0.'),
-    (r'^mask_embed\.layer_norm1\.', 'mask_downscaling.1.'),
-    (r'^mask_embed\.conv2\.', 'mask_downscaling.3.'),
-    (r'^mask_embed\.layer_norm2\.', 'mask_downscaling.4.'),
-    (r'^mask_embed\.conv3\.', 'mask_downscaling.6.'),
+    *_hf_layer_rules(
+        r'mask_embed\.',
+        'mask_downscaling',
+        dict(conv1=0, layer_norm1=1, conv2=3, layer_norm2=4, conv3=6),
+    ),
 ]
 
 _HF_ATTN = r'(q_proj|k_proj|v_proj|out_proj)'
@@ -268,10 +274,12 @@ _HF_DECODER_KEY_RULES: List[Tuple[str, str]] = [
         r'transformer.final_attn_token_to_image.\1.',
     ),
     (r'^transformer\.layer_norm_final_attn\.', 'transformer.norm_final_attn.'),
-    (r'^upscale_conv1\.', 'output_upscaling.0.'),
     # ``upsacle_layer_norm``: the spelling of early transformers releases
-    (r'^(upscale|upsacle)_layer_norm\.', 'output_upscaling.1.'),
-    (r'^upscale_conv2\.', 'output_upscaling.3.'),
+    *_hf_layer_rules(
+        '',
+        'output_upscaling',
+        {'upscale_conv1': 0, '(upscale|upsacle)_layer_norm': 1, 'upscale_conv2': 3},
+    ),
     (r'^' + _HF_MLP + r'\.proj_in\.', r'\1.layers.0.'),
 ]
 
