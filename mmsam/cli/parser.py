@@ -102,6 +102,18 @@ AMG_OPTIONS = (
     ('min-mask-region-area', _number(int, 0)),
 )
 
+#: Storage types of an embedding store (``mmsam embed --dtype``, ``mmsam serve
+#: --embedding-dtype``); ``mmsam.apis.embedding_store.DTYPES``.
+STORE_DTYPES = ('float16', 'float32')
+
+#: ``mmsam serve``'s ``--amg-*`` options (the "automatic" button): these
+#: :data:`AMG_OPTIONS`, with a help text where the default alone says too little.
+SERVE_AMG_OPTIONS = {
+    'points-per-side': 'the "automatic" button: grid points per side',
+    'pred-iou-thresh': '',
+    'stability-score-thresh': '',
+}
+
 #: ``auto_annotate``'s defaults (the folder job of ``mmsam annotate``).
 ANNOTATE_DEFAULTS = signature_defaults('cli.annotate', 'auto_annotate')
 
@@ -127,6 +139,33 @@ class _ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r'^-\.?\d')
+
+
+def _add_option(
+    parser: argparse.ArgumentParser, flag: str, kind, default, help: str = '', **kwargs
+) -> None:
+    """``parser.add_argument(flag, type=kind, default=default)`` whose help ends with the
+    default, ``(default: X)``: the value is written once."""
+    shown = f'{default:g}' if isinstance(default, float) else default
+    help = f'{help} (default: {shown})' if help else f'(default: {shown})'
+    parser.add_argument(flag, type=kind, default=default, help=help, **kwargs)
+
+
+def _add_store_dtype_arg(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """The storage type of an embedding store (``mmsam.apis.embedding_store.DTYPES``,
+    not imported here: it loads torch)."""
+    parser.add_argument(flag, choices=STORE_DTYPES, default='float16', help=help)
+
+
+def _add_prompt_list(parser: argparse.ArgumentParser, flag: str, metavar: str, help: str) -> None:
+    """A prompt option of ``mmsam segment``: one or more values, the option repeatable
+    (each use extends the list); none by default."""
+    parser.add_argument(flag, nargs='+', action='extend', default=[], metavar=metavar, help=help)
+
+
+def _add_out_dir(parser: argparse.ArgumentParser, command: str, help: str) -> None:
+    """``--out-dir``, by default ``outputs/<command>``."""
+    parser.add_argument('--out-dir', default=f'outputs/{command}', help=help)
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -155,19 +194,19 @@ def _add_text_args(parser: argparse.ArgumentParser) -> None:
         metavar='PHRASES',
         help='segment what these phrases name, separated by " . ", e.g. "car . person"',
     )
-    group.add_argument(
+    _add_option(
+        group,
         '--box-threshold',
-        type=_number(float, 0, 1),
-        default=DEFAULT_BOX_THRESHOLD,
-        help='keep a box whose best phrase-token probability reaches this (default: '
-        f'{DEFAULT_BOX_THRESHOLD:g})',
+        _number(float, 0, 1),
+        DEFAULT_BOX_THRESHOLD,
+        'keep a box whose best phrase-token probability reaches this',
     )
-    group.add_argument(
+    _add_option(
+        group,
         '--text-threshold',
-        type=_number(float, 0, 1),
-        default=DEFAULT_TEXT_THRESHOLD,
-        help="label a box with its best phrase when the phrase's mean token probability "
-        f'reaches this (default: {DEFAULT_TEXT_THRESHOLD:g})',
+        _number(float, 0, 1),
+        DEFAULT_TEXT_THRESHOLD,
+        "label a box with its best phrase when the phrase's mean token probability reaches this",
     )
     group.add_argument(
         '--text-encoder',
@@ -198,8 +237,18 @@ def _add_tile_args(parser: argparse.ArgumentParser) -> None:
         help='tile side in pixels, e.g. 1024; turns tiling on (default: off, the image whole)',
     )
     for name, key, kind in TILE_OPTIONS:
-        default = TILE_DEFAULTS[key]
-        group.add_argument(f'--{name}', type=kind, default=default, help=f'(default: {default:g})')
+        _add_option(group, f'--{name}', kind, TILE_DEFAULTS[key])
+
+
+def _add_amg_args(
+    parser: argparse.ArgumentParser, prefix: str = '', helps: Optional[Dict[str, str]] = None
+) -> None:
+    """:data:`AMG_OPTIONS` as ``--<prefix><name>``: all of them, or those named in ``helps``
+    (option name -> help text before the default)."""
+    for name, kind in AMG_OPTIONS:
+        if helps is None or name in helps:
+            default = AMG_DEFAULTS[name.replace('-', '_')]
+            _add_option(parser, f'--{prefix}{name}', kind, default, (helps or {}).get(name, ''))
 
 
 def _add_embed_parser(sub) -> None:
@@ -210,17 +259,9 @@ def _add_embed_parser(sub) -> None:
         required=True,
         help='store folder: embeddings/<image file name>.safetensors per image and index.json',
     )
-    emb.add_argument(
-        '--batch-size',
-        type=_number(int, 1),
-        default=1,
-        help='images per encoder call (default: 1)',
-    )
-    emb.add_argument(
-        '--dtype',
-        choices=('float16', 'float32'),
-        default='float16',
-        help='storage type of the embeddings (default: float16, half the size)',
+    _add_option(emb, '--batch-size', _number(int, 1), 1, 'images per encoder call')
+    _add_store_dtype_arg(
+        emb, '--dtype', 'storage type of the embeddings (default: float16, half the size)'
     )
     emb.add_argument('--overwrite', action='store_true', help='redo every image (default: resume)')
     _add_model_args(emb)
@@ -237,7 +278,7 @@ def _add_serve_parser(sub) -> None:
         help='address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 opens the '
         'page to the network, with a warning)',
     )
-    srv.add_argument('--port', type=_number(int, 1, 65535), default=8000, help='(default: 8000)')
+    _add_option(srv, '--port', _number(int, 1, 65535), 8000)
     srv.add_argument(
         '--work-dir',
         default=None,
@@ -250,43 +291,26 @@ def _add_serve_parser(sub) -> None:
         help='embedding store to read and add to (e.g. written by mmsam embed; default: '
         'WORK_DIR/embeddings/<encoder digest>)',
     )
-    srv.add_argument(
+    _add_store_dtype_arg(
+        srv,
         '--embedding-dtype',
-        choices=('float16', 'float32'),
-        default='float16',
-        help='storage type of a new store (an existing one keeps its own; default: float16)',
+        'storage type of a new store (an existing one keeps its own; default: float16)',
     )
-    srv.add_argument(
+    _add_option(
+        srv,
         '--max-request-mb',
-        type=_number(float, 0.001),
-        default=64.0,
-        help='largest request body (uploads, saves) in MiB (default: 64)',
+        _number(float, 0.001),
+        64.0,
+        'largest request body (uploads, saves) in MiB',
     )
-    srv.add_argument(
+    _add_option(
+        srv,
         '--max-image-pixels',
-        type=_number(int, 1),
-        default=64_000_000,
-        help='largest image served or uploaded, H*W (default: 64000000)',
+        _number(int, 1),
+        64_000_000,
+        'largest image served or uploaded, H*W',
     )
-    srv.add_argument(
-        '--amg-points-per-side',
-        type=_number(int, 1),
-        default=AMG_DEFAULTS['points_per_side'],
-        help='the "automatic" button: grid points per side (default: '
-        f'{AMG_DEFAULTS["points_per_side"]})',
-    )
-    srv.add_argument(
-        '--amg-pred-iou-thresh',
-        type=_number(float),
-        default=AMG_DEFAULTS['pred_iou_thresh'],
-        help=f'(default: {AMG_DEFAULTS["pred_iou_thresh"]:g})',
-    )
-    srv.add_argument(
-        '--amg-stability-score-thresh',
-        type=_number(float),
-        default=AMG_DEFAULTS['stability_score_thresh'],
-        help=f'(default: {AMG_DEFAULTS["stability_score_thresh"]:g})',
-    )
+    _add_amg_args(srv, 'amg-', SERVE_AMG_OPTIONS)
     srv.add_argument(
         '--log-level',
         choices=('critical', 'error', 'warning', 'info', 'debug'),
@@ -309,27 +333,20 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
     seg = sub.add_parser('segment', help='segment an image from point/box prompts')
     seg.add_argument('image', help='image file')
-    seg.add_argument(
+    _add_prompt_list(
+        seg,
         '--points',
-        nargs='+',
-        action='extend',
-        default=[],
-        metavar='X,Y[:LABEL]',
-        help='prompt points in pixels; label 1 foreground (default), 0 background',
+        'X,Y[:LABEL]',
+        'prompt points in pixels; label 1 foreground (default), 0 background',
     )
-    seg.add_argument(
-        '--boxes',
-        nargs='+',
-        action='extend',
-        default=[],
-        metavar='X1,Y1,X2,Y2',
-        help='prompt boxes in pixels; each box is one object',
+    _add_prompt_list(
+        seg, '--boxes', 'X1,Y1,X2,Y2', 'prompt boxes in pixels; each box is one object'
     )
-    seg.add_argument(
-        '--out-dir',
-        default='outputs/segment',
-        help='output folder; a rerun removes the mask files of an earlier run on the '
-        'same image that this run does not write',
+    _add_out_dir(
+        seg,
+        'segment',
+        'output folder; a rerun removes the mask files of an earlier run on the same image '
+        'that this run does not write',
     )
     seg.add_argument('--multimask', action='store_true', help='keep 3 candidate masks per prompt')
     seg.add_argument(
@@ -355,11 +372,11 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
     amg = sub.add_parser('amg', help='segment everything in an image or a folder (SA-1B JSON)')
     amg.add_argument('input', help='image file or folder (searched recursively)')
-    amg.add_argument(
-        '--out-dir',
-        default='outputs/amg',
-        help='output folder: <image file name>.json and .overlay.png per image '
-        '(its files are never read as input, even inside the input folder)',
+    _add_out_dir(
+        amg,
+        'amg',
+        'output folder: <image file name>.json and .overlay.png per image (its files are '
+        'never read as input, even inside the input folder)',
     )
     amg.add_argument('--no-overlay', action='store_true', help='do not write overlay PNGs')
     amg.add_argument(
@@ -368,10 +385,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         help='redo every image (default: skip images an earlier run did with the same '
         'model and options)',
     )
-    group = amg.add_argument_group('automatic mask generator options')
-    for name, kind in AMG_OPTIONS:
-        default = AMG_DEFAULTS[name.replace('-', '_')]
-        group.add_argument(f'--{name}', type=kind, default=default, help=f'(default: {default:g})')
+    _add_amg_args(amg.add_argument_group('automatic mask generator options'))
     _add_model_args(amg)
     _add_tile_args(amg)
     add_launcher_args(amg)

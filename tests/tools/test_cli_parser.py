@@ -2,6 +2,8 @@
 
 import inspect
 
+import pytest
+
 from mmsam.cli.parser import AMG_DEFAULTS, AMG_OPTIONS, ANNOTATE_DEFAULTS, build_parser
 
 
@@ -41,3 +43,25 @@ def test_parser_defaults_are_the_api_defaults():
     ann = vars(parser.parse_args(['annotate', 'x', '--det-model', 'd.py']))
     annotate = _signature_defaults(auto_annotate)
     assert (ann['conf'], ann['max_det']) == (annotate['conf'], annotate['max_det'])
+
+
+def test_serve_and_embed_options_are_the_apis():
+    """``serve``'s ``--amg-*`` defaults are the generator's; the store types are the store's."""
+    from mmsam.apis.embedding_store import DTYPES
+    from mmsam.apis.mask_generator import AutomaticMaskGenerator
+    from mmsam.cli.parser import SERVE_AMG_OPTIONS, STORE_DTYPES
+
+    assert STORE_DTYPES == DTYPES
+    parser = build_parser()
+    serve = vars(parser.parse_args(['serve']))
+    generator = _signature_defaults(AutomaticMaskGenerator.__init__)
+    assert SERVE_AMG_OPTIONS
+    for name in SERVE_AMG_OPTIONS:
+        key = name.replace('-', '_')
+        assert serve[f'amg_{key}'] == generator[key], key
+    assert serve['embedding_dtype'] == 'float16'
+    for dtype in DTYPES:
+        args = parser.parse_args(['embed', 'x', '--out', 'y', '--dtype', dtype])
+        assert args.dtype == dtype
+    with pytest.raises(SystemExit):
+        parser.parse_args(['serve', '--embedding-dtype', 'bfloat16'])
