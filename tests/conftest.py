@@ -1,17 +1,16 @@
 """Suite-wide guards and fixtures."""
 
-import functools
-import inspect
 import logging
 import os
 import random
-import re
 import sys
 
 import numpy as np
 import pytest
 import torch
 from mmengine.registry import DefaultScope
+
+from mmsam.testing.outer_loop import starts_subprocess
 
 
 @pytest.fixture(autouse=True)
@@ -80,8 +79,8 @@ def log_records():
 # ---------------------------------------------------------------- the fast inner loop
 #: Modules of the outer loop as a whole: lint, packaging and environment set-up.
 OUTER_LOOP_MODULES = ('test_lint.py', 'test_packaging.py', 'test_setup_env.py')
-#: Source text of a test (or of a fixture or helper it uses) that starts a subprocess.
-_STARTS_SUBPROCESS = re.compile(r'\bsubprocess\.|\bsys\.executable\b|\brun_test_script\(')
+#: Test code in these folders is followed when looking for subprocess starts.
+TEST_DIRS = (os.path.dirname(os.path.abspath(__file__)),)
 
 
 def pytest_addoption(parser):
@@ -101,33 +100,10 @@ def pytest_configure(config):
     )
 
 
-@functools.lru_cache(maxsize=None)
-def _source(func) -> str:
-    try:
-        return inspect.getsource(func)
-    except (OSError, TypeError):
-        return ''
-
-
-def _source_starts_subprocess(func) -> bool:
-    return bool(_STARTS_SUBPROCESS.search(_source(func)))
-
-
-def _module_helpers_starting_subprocesses(module):
-    """A pattern matching calls of the module's own functions that start a subprocess."""
-    names = [
-        name
-        for name, value in vars(module).items()
-        if inspect.isfunction(value)
-        and value.__module__ == module.__name__
-        and _source_starts_subprocess(value)
-    ]
-    return re.compile(r'\b(?:' + '|'.join(map(re.escape, names)) + r')\(') if names else None
-
-
-def _is_outer_loop(item, helpers: dict) -> bool:
+def _is_outer_loop(item) -> bool:
     """Lint, packaging, set-up, or a test whose code (its function, its fixtures, or the
-    module's helpers they call) starts a subprocess."""
+    test helpers they call, imported ones included) starts a subprocess
+    (:func:`mmsam.testing.outer_loop.starts_subprocess`)."""
     if os.path.basename(str(item.fspath)) in OUTER_LOOP_MODULES:
         return True
     funcs = [getattr(item, 'function', None)]
@@ -135,23 +111,14 @@ def _is_outer_loop(item, helpers: dict) -> bool:
     for name in getattr(item, 'fixturenames', ()):
         for fixturedef in fixtureinfo.name2fixturedefs.get(name, ()) if fixtureinfo else ():
             funcs.append(fixturedef.func)
-    funcs = [f for f in funcs if f is not None]
-    if any(_source_starts_subprocess(f) for f in funcs):
-        return True
-    module = getattr(item, 'module', None)
-    if module is None:
-        return False
-    if module not in helpers:
-        helpers[module] = _module_helpers_starting_subprocesses(module)
-    calls = helpers[module]
-    return calls is not None and any(calls.search(_source(f)) for f in funcs)
+    return any(starts_subprocess(f, TEST_DIRS) for f in funcs if f is not None)
 
 
 def pytest_collection_modifyitems(config, items):
     fast = config.getoption('--fast')
-    kept, left_out, helpers = [], [], {}
+    kept, left_out = [], []
     for item in items:
-        if _is_outer_loop(item, helpers):
+        if _is_outer_loop(item):
             item.add_marker(pytest.mark.outer_loop)
             if fast:
                 left_out.append(item)
