@@ -6,10 +6,6 @@ _base_ = [
     '../_base_/datasets/coco_sam_point-prompt.py',
     '../_base_/default_runtime.py',
 ]
-custom_imports = dict(
-    imports=['mmsam.registration', 'mmsam.datasets', 'mmsam.evaluation'],
-    allow_failed_imports=False,
-)
 
 # The SAM paper's protocol: the single click gets the three multimask outputs; the one
 # with the highest predicted IoU is scored (mIoU@1), the best against the ground truth

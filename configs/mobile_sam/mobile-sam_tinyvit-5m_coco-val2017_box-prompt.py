@@ -5,10 +5,6 @@ _base_ = [
     '../_base_/datasets/coco_sam_box-prompt.py',
     '../_base_/default_runtime.py',
 ]
-custom_imports = dict(
-    imports=['mmsam.registration', 'mmsam.datasets', 'mmsam.evaluation'],
-    allow_failed_imports=False,
-)
 
 # The SAM paper's protocol: each box gets the single output (the decoder's output
 # token 0), as for the published box-prompt numbers; True would pick the best of three

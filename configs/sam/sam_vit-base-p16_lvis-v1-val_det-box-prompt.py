@@ -5,10 +5,6 @@ _base_ = [
     '../_base_/datasets/lvis_v1_sam_det-box-prompt.py',
     '../_base_/default_runtime.py',
 ]
-custom_imports = dict(
-    imports=['mmsam.registration', 'mmsam.datasets', 'mmsam.evaluation'],
-    allow_failed_imports=False,
-)
 
 # The SAM paper's protocol: each detector box gets the single output (the decoder's
 # output token 0); True would pick the best of three outputs by predicted IoU.

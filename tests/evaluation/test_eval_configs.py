@@ -27,6 +27,15 @@ def test_the_four_protocols_have_configs():
     } <= names
 
 
+def test_registration_brings_the_evaluation_parts():
+    """What the configs' ``custom_imports = ['mmsam.registration']`` imports."""
+    import mmsam.datasets
+    import mmsam.evaluation
+
+    assert mmsam.registration.datasets is mmsam.datasets
+    assert mmsam.registration.evaluation is mmsam.evaluation
+
+
 @pytest.mark.parametrize('path', EVAL_CONFIGS, ids=osp.basename)
 def test_eval_config_parts_are_registered(path):
     from mmdet.registry import DATASETS, METRICS, MODELS, TRANSFORMS
@@ -35,7 +44,9 @@ def test_eval_config_parts_are_registered(path):
     import mmsam.evaluation  # noqa: F401
 
     cfg = Config.fromfile(path)
-    assert cfg.default_scope == 'mmdet' and 'mmsam.evaluation' in cfg.custom_imports.imports
+    # mmsam.registration registers the datasets, transforms and metrics too
+    # (test_registration_brings_the_evaluation_parts)
+    assert cfg.default_scope == 'mmdet' and 'mmsam.registration' in cfg.custom_imports.imports
     dataset = cfg.test_dataloader.dataset
     assert DATASETS.get(dataset.type) is not None
     assert all(TRANSFORMS.get(t.type) is not None for t in dataset.pipeline)
