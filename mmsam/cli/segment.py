@@ -348,10 +348,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_tiled(args, tiling)
     load_image(args.image)  # an unreadable image is reported before the model loads
     prepare_output_dir(args.out_dir)
-    device = check_device(args.device)
-    predictor = SAMPredictor(load_sam(args, device))
     out = segment_image_file(
-        predictor,
+        _load_predictor(args),
         args.image,
         args.out_dir,
         points=args.points,
@@ -359,12 +357,22 @@ def run(args: argparse.Namespace) -> int:
         multimask=args.multimask,
         save_masks=args.save_masks,
     )
-    scores = ', '.join(f'{s:.3f}' for s in out['scores'])
-    print(f'{len(out["scores"])} mask(s), predicted IoU {scores}')
+    _print_scores(out['scores'])
     print(f'overlay: {out["overlay"]}')
     for path in out['masks']:
         print(f'masks: {path}')
     return 0
+
+
+def _load_predictor(args: argparse.Namespace) -> SAMPredictor:
+    """The predictor of ``--model`` / ``--weights`` on ``--device``."""
+    return SAMPredictor(load_sam(args, check_device(args.device)))
+
+
+def _print_scores(scores: Sequence[float]) -> None:
+    """``N mask(s), predicted IoU s1, s2, ...``."""
+    shown = ', '.join(f'{s:.3f}' for s in scores)
+    print(f'{len(scores)} mask(s), predicted IoU {shown}')
 
 
 def _run_tiled(args: argparse.Namespace, tiling: dict) -> int:
@@ -380,13 +388,11 @@ def _run_tiled(args: argparse.Namespace, tiling: dict) -> int:
         raise UsageError(str(err)) from err
     open_region_reader(args.image).close()  # an unreadable image before the model loads
     prepare_output_dir(args.out_dir)
-    predictor = SAMPredictor(load_sam(args, check_device(args.device)))
     out = segment_tiled_file(
-        predictor, args.image, args.out_dir, tiler, points=args.points, boxes=args.boxes
+        _load_predictor(args), args.image, args.out_dir, tiler, points=args.points, boxes=args.boxes
     )
-    scores = ', '.join(f'{s:.3f}' for s in out['scores'])
     print(f'{args.image}: {out["reader"]}')
-    print(f'{len(out["scores"])} mask(s), predicted IoU {scores}')
+    _print_scores(out['scores'])
     print(f'masks (COCO RLE): {out["rle"]}')
     return 0
 
