@@ -161,21 +161,10 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
         size: Tuple[int, int],
         image_context: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """SAM's mask logits and the HQ logits from the transformer's outputs (the
-        upscaling as in the reference on either path).
-
-        Args:
-            hs (Tensor): Tokens ``(N, T', C)``.
-            feats (Tensor): Image features ``(N or 1, h * w, C)``.
-            size (tuple[int, int]): ``(h, w)``.
-            image_context (Tensor): The HQ feature map ``(1 or N, C / 8, 4h, 4w)``
-                (:meth:`image_inputs`).
-
-        Returns:
-            tuple[Tensor, Tensor]: logits ``(N, T + 1, 4h, 4w)`` (SAM's ``T`` outputs,
-            then the HQ output, whose logits do not include SAM's) and IoU
-            predictions ``(N, T)``.
-        """
+        """:meth:`SAMMaskDecoder.mask_head` with the HQ output: logits ``(N, T + 1, 4h,
+        4w)`` (SAM's ``T`` outputs, then the HQ output, whose logits do not include SAM's)
+        and IoU predictions ``(N, T)``; ``image_context`` is the HQ feature map ``(1 or N,
+        C / 8, 4h, 4w)``. The upscaling runs as in the reference on either path."""
         feats = feats.expand(len(hs), -1, -1)
         b, _, c = feats.shape
         upscaled_sam = self.output_upscaling(feats.transpose(1, 2).reshape(b, c, *size))
@@ -195,21 +184,11 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
         multimask_output: bool,
         hq_token_only: Optional[bool] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One mask per prompt (what :meth:`forward` returns): SAM's chosen output plus
-        the HQ output, or the HQ output alone.
-
-        Args:
-            masks (Tensor): :meth:`predict_masks`' logits ``(N, T + 1, h, w)``.
-            iou_pred (Tensor): its IoU predictions ``(N, T)``.
-            multimask_output (bool): SAM's output is the best of tokens 1.. by
-                predicted IoU (True) or token 0 (False).
-            hq_token_only (bool, optional): The HQ logits alone (None: the decoder's
-                setting).
-
-        Returns:
-            tuple[Tensor, Tensor]: logits ``(N, 1, h, w)`` and the chosen SAM output's
-            predicted IoU ``(N, 1)``.
-        """
+        """One mask per prompt (what :meth:`forward` returns): logits ``(N, 1, h, w)``
+        and the chosen SAM output's predicted IoU ``(N, 1)``. ``multimask_output`` chooses
+        SAM's output, the best of tokens 1.. by predicted IoU (True) or token 0 (False);
+        :meth:`fuse_outputs` adds the HQ output to it (or, ``hq_token_only``, takes the
+        HQ output alone; None: the decoder's setting)."""
         fused = self.fuse_outputs(masks, iou_pred, hq_token_only)
         return super().select_outputs(*fused, multimask_output)
 

@@ -134,15 +134,8 @@ class SAMMaskDecoder(nn.Module):
     def image_inputs(
         self, image_embeddings: torch.Tensor
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """The embedding the transformer takes, and what else :meth:`mask_head` needs
-        from the image.
-
-        Args:
-            image_embeddings (Tensor): ``(1 or N, C, h, w)``.
-
-        Returns:
-            tuple[Tensor, None]: ``image_embeddings`` and None (SAM needs nothing else).
-        """
+        """From ``(1 or N, C', h, w)``: the embedding the transformer takes ``(1 or N, C,
+        h, w)`` and what else :meth:`mask_head` needs (SAM: the input itself and None)."""
         return image_embeddings, None
 
     def hypernetwork_weights(self, hs: torch.Tensor) -> torch.Tensor:
@@ -276,15 +269,7 @@ class SAMMaskDecoder(nn.Module):
     def select_outputs(
         self, masks: torch.Tensor, iou_pred: torch.Tensor, multimask_output: bool
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The outputs :meth:`forward` returns: tokens 1.. (multimask) or token 0.
-
-        Args:
-            masks (Tensor): :meth:`predict_masks`' logits ``(N, T, h, w)``.
-            iou_pred (Tensor): its IoU predictions ``(N, T)``.
-            multimask_output (bool): The multimask outputs, or the single output.
-
-        Returns:
-            tuple[Tensor, Tensor]: ``(N, C, h, w)`` and ``(N, C)``.
-        """
+        """What :meth:`forward` returns of :meth:`predict_masks`' logits ``(N, T, h, w)``
+        and IoU predictions ``(N, T)``: tokens 1.. (``multimask_output``) or token 0."""
         keep = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, keep], iou_pred[:, keep]
