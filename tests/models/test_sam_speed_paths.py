@@ -227,6 +227,32 @@ def test_matmul_upscaling_equals_transposed_convolutions(pair):
     assert _maxdiff(shared, ref_shared) <= TOL
 
 
+def test_other_upscaling_runs_as_the_reference_on_the_speed_path():
+    """A decoder whose upscaling is not SAM's (here GroupNorm for LayerNorm2d): the speed
+    path upscales as the reference does; the matrix-product upscaling refuses it."""
+    from mmsam.models.heads import SAMMaskDecoder
+
+    torch.manual_seed(0)
+    decoder = SAMMaskDecoder(transformer_dims=64, transformer=dict(mlp_dims=128, num_heads=4))
+    decoder.output_upscaling[1] = torch.nn.GroupNorm(4, 16)
+    assert not fast.can_upscale_as_matmul(decoder.output_upscaling)
+    torch.manual_seed(1)
+    image, pe = torch.randn(1, 64, 8, 8), torch.randn(1, 64, 8, 8)
+    sparse, dense = torch.randn(3, 2, 64), torch.randn(1, 64, 8, 8)
+    got = {}
+    with torch.no_grad():
+        for fast_path in (True, False):
+            decoder.fast_path = fast_path
+            got[fast_path] = decoder.predict_masks(image, pe, sparse, dense)
+        with pytest.raises(ValueError, match="SAM's upscaling"):
+            fast.upscale_as_matmul(
+                decoder.output_upscaling, torch.randn(1, 64, 64), (8, 8), torch.randn(3, 4, 8)
+            )
+    assert got[True][0].shape == (3, 4, 32, 32) and got[True][0].std() > 0
+    assert _maxdiff(got[True][0], got[False][0]) <= TOL
+    assert _maxdiff(got[True][1], got[False][1]) <= TOL
+
+
 def test_image_encoder_paths_match_official(pair):
     official, ours = pair
     torch.manual_seed(5)

@@ -306,8 +306,9 @@ def upscale_as_matmul(
 ) -> torch.Tensor:
     """Upscale image features 4x and apply each mask token's linear classifier.
 
-    Equal to ``hyper_in @ output_upscaling(src as a map)``; when
-    :func:`can_upscale_as_matmul` is False, that is what runs.
+    Equal to ``hyper_in @ output_upscaling(src as a map)`` for SAM's upscaling
+    (:func:`can_upscale_as_matmul`; another is refused: the decoder runs it as the
+    reference does, :meth:`SAMMaskDecoder.mask_head`).
 
     Args:
         output_upscaling (nn.Sequential): The decoder's upscaling.
@@ -321,10 +322,10 @@ def upscale_as_matmul(
     h, w = size
     n, t, _ = hyper_in.shape
     if not can_upscale_as_matmul(output_upscaling):
-        feats = src.transpose(1, 2).reshape(src.shape[0], -1, h, w)
-        upscaled = output_upscaling(feats)  # (B, C / 8, 4h, 4w)
-        b, c, uh, uw = upscaled.shape
-        return (hyper_in @ upscaled.view(b, c, uh * uw)).view(n, t, uh, uw)
+        raise ValueError(
+            "upscale_as_matmul computes SAM's upscaling (2x2 stride-2 transposed "
+            f'convolutions around a LayerNorm2d), not {output_upscaling}'
+        )
     up1, norm, act1, up2, act2 = output_upscaling
     (mat1, bias1), (mat2, bias2) = _as_matrix(up1), _as_matrix(up2)
     c1 = mat1.shape[1] // 4

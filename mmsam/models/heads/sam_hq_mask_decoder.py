@@ -165,9 +165,7 @@ class SAMHQMaskDecoder(SAMMaskDecoder):
         4w)`` (SAM's ``T`` outputs, then the HQ output, whose logits do not include SAM's)
         and IoU predictions ``(N, T)``; ``image_context`` is the HQ feature map ``(1 or N,
         C / 8, 4h, 4w)``. The upscaling runs as in the reference on either path."""
-        feats = feats.expand(len(hs), -1, -1)
-        b, _, c = feats.shape
-        upscaled_sam = self.output_upscaling(feats.transpose(1, 2).reshape(b, c, *size))
+        upscaled_sam = self.upscale(feats.expand(len(hs), -1, -1), size)
         upscaled_hq = self.embedding_maskfeature(upscaled_sam) + image_context
         hyper_in = self.hypernetwork_weights(hs)
         b, c, h, w = upscaled_sam.shape

@@ -153,6 +153,12 @@ class SAMMaskDecoder(nn.Module):
             dim=1,
         )
 
+    def upscale(self, feats: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        """Image features ``(B, h * w, C)`` as a map, upscaled 4x by ``output_upscaling``:
+        ``(B, C / 8, 4h, 4w)``."""
+        b, _, c = feats.shape
+        return self.output_upscaling(feats.transpose(1, 2).reshape(b, c, *size))
+
     def mask_head(
         self,
         hs: torch.Tensor,
@@ -176,13 +182,12 @@ class SAMMaskDecoder(nn.Module):
             ``(N, T)``.
         """
         hyper_in = self.hypernetwork_weights(hs)
-        if self.fast_path:
+        if self.fast_path and fast_path.can_upscale_as_matmul(self.output_upscaling):
             masks = fast_path.upscale_as_matmul(self.output_upscaling, feats, size, hyper_in)
         else:
-            b, _, c = feats.shape
-            upscaled = self.output_upscaling(feats.transpose(1, 2).reshape(b, c, *size))
+            upscaled = self.upscale(feats, size)
             b, c, h, w = upscaled.shape
-            masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+            masks = (hyper_in @ upscaled.view(b, c, h * w)).view(len(hs), -1, h, w)
         return masks, self.iou_prediction_head(hs[:, 0, :])
 
     def predict_masks(
