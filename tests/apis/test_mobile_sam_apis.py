@@ -63,6 +63,32 @@ def test_fused_path_equals_plain_path(model):
     assert (fused_grad - plain).abs().max() <= 1e-4
 
 
+def test_banded_rows_join_into_the_whole_map(model, monkeypatch):
+    """With a tiny band budget every large map of the fused path (MBConv hidden maps,
+    the stride-2 patch merging, the first attention stage's MLP) is built in several
+    bands of rows, the last one short; the result is the unbanded one."""
+    from mmsam.models.backbones import sam_tinyvit_fused
+
+    x = torch.cat([_inputs(3), _inputs(4)])  # a batch of two: bands span the batch
+    with torch.no_grad():
+        whole = model.extract_feat(x)[0]
+        plain = model.backbone.plain_forward(x)
+        row = 2 * 256 * (IMG // 4) * 4  # bytes of one row of an MBConv hidden map (B=2)
+        monkeypatch.setattr(sam_tinyvit_fused, 'BAND_BYTES', 5 * row)
+        calls = []
+        join = sam_tinyvit_fused.join_bands
+        monkeypatch.setattr(
+            sam_tinyvit_fused, 'join_bands', lambda ts, dim: calls.append(len(ts)) or join(ts, dim)
+        )
+        banded = model.extract_feat(x)[0]
+    # bands of an MBConv hidden map row (5 rows) or less: 2 MBConv blocks (64 rows in 13
+    # bands), the 1st merging (32 output rows in 7), stage 1's 2 MLPs (32 rows in 7), the 2nd
+    # merging (16 rows in 2), stage 2's 6 MLPs (16 in 2) and stage 3's 2 (16 in 4)
+    assert sorted(calls) == [2] * 7 + [4] * 2 + [7] * 3 + [13] * 2
+    assert (banded - whole).abs().max() <= 1e-5
+    assert (banded - plain).abs().max() <= 1e-4 and plain.std() > 0.1
+
+
 def test_attention_bias_follows_loaded_weights(model):
     """mmpretrain's LeAttention caches its bias table at .eval(); SAMTinyViT refreshes it."""
     other = _small_mobile_sam(seed=2)

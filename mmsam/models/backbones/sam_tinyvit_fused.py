@@ -11,18 +11,31 @@ and cheaper kernels:
   so the depthwise ``local_conv`` and the patch mergings need no transposes;
 * window attention runs through ``F.scaled_dot_product_attention`` with the bias table
   as its additive mask, and the output projection after the windows are merged back
-  (on the unpadded tokens only).
+  (on the unpadded tokens only);
+* the large early maps are computed in bands of rows (:func:`banded_rows`): an MBConv
+  block's 4x-expanded hidden map at 1/4 of the input (256 channels at 256 x 256 for
+  MobileSAM: 64 MiB), the first patch merging's hidden map and the first attention
+  stage's MLP hidden tokens never exist whole. A tensor that large is a fresh ``mmap``
+  for glibc's allocator at every call, and touching its pages for the first time cost
+  about 15% of the encoder's CPU time (94k page faults per 1024-px image); bands of
+  at most :data:`BAND_BYTES` are reused from the heap instead.
 
 Padded window tokens are zeros before the attention's LayerNorm, as in the reference.
 """
 
-from typing import Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmpretrain.models.backbones.tinyvit import ConvBN2d
 
 CHANNELS_LAST = torch.channels_last
+
+#: Largest hidden map (bytes) the fused path builds in one piece; larger ones are built in
+#: bands of rows. Below glibc's largest ``mmap`` threshold (32 MiB), so freed bands are
+#: reused from the heap rather than mapped afresh, and small enough to stay near the
+#: caches; big enough that the extra halo rows cost about 3%.
+BAND_BYTES = 16 * 2**20
 
 # oneDNN's convolution and linear layer with fused bias + unary / binary post-ops (what
 # inductor emits on the CPU); None where this torch build lacks them
@@ -108,10 +121,80 @@ def conv_bn(
     return F.gelu(out) if gelu else out
 
 
+def banded_rows(
+    x: torch.Tensor,
+    stride: int,
+    hidden_channels: int,
+    rows_fn: Callable[[torch.Tensor, int, int, int], torch.Tensor],
+) -> torch.Tensor:
+    """Run a block that ends in a 3x3, padding-1 convolution band by band over output rows.
+
+    The block maps ``x`` to a hidden map of ``hidden_channels`` channels at ``x``'s
+    resolution (pointwise: 1x1 convolutions, activations), then a 3x3 convolution with
+    padding 1 and ``stride`` reads it. Output rows ``[o0, o1)`` need input rows
+    ``[stride * (o0 - 1), stride * (o1 - 1) + 2)`` (clipped to the map): each band is read
+    with one extra row above, whose output, made from the band's own zero padding, is
+    dropped, as is the extra row below. At the map's top and bottom the padding is the
+    convolution's own. So the bands join into exactly the unbanded result, and no hidden
+    map larger than :data:`BAND_BYTES` is ever built.
+
+    Args:
+        x (Tensor): ``(B, C, H, W)`` channels-last map.
+        stride (int): Stride of the block's 3x3 convolution.
+        hidden_channels (int): Channels of the block's largest map (at ``H x W``).
+        rows_fn (callable): ``rows_fn(x_band, o0, o1, drop)`` returns the block's output
+            rows ``[o0, o1)``: its output on ``x_band`` with the first ``drop`` rows
+            dropped and ``o1 - o0`` rows kept, ``(B, C_out, o1 - o0, W')``.
+
+    Returns:
+        Tensor: ``(B, C_out, H', W')``, ``H' = (H - 1) // stride + 1``.
+    """
+    b, _, h, w = x.shape
+    out_h = (h - 1) // stride + 1
+    rows = max(1, BAND_BYTES // (b * hidden_channels * w * x.element_size() * stride))
+    if rows >= out_h or not _onednn_ops_apply(x):
+        return rows_fn(x, 0, out_h, 0)
+    bands = []
+    for o0 in range(0, out_h, rows):
+        o1 = min(o0 + rows, out_h)
+        start = stride * (o0 - 1) if o0 else 0
+        end = min(stride * (o1 - 1) + 2, h)
+        bands.append(rows_fn(x[:, :, start:end], o0, o1, o0 - start // stride))
+    return join_bands(bands, dim=2)
+
+
+def join_bands(bands: List[torch.Tensor], dim: int) -> torch.Tensor:
+    """The bands of rows of one map (along ``dim``) joined into the whole map."""
+    return torch.cat(bands, dim)
+
+
+def _band_of(x: torch.Tensor, o0: int, o1: int) -> torch.Tensor:
+    """Rows ``[o0, o1)`` of a ``(B, C, H, W)`` map, channels-last contiguous."""
+    return x[:, :, o0:o1].contiguous(memory_format=CHANNELS_LAST)
+
+
+def _mbconv(x: torch.Tensor, block) -> torch.Tensor:
+    """MBConv on a channels-last map: expand (1x1), depthwise 3x3, project (1x1), residual,
+    each convolution with its batch norm folded; in bands of rows when large."""
+
+    def rows(band: torch.Tensor, o0: int, o1: int, drop: int) -> torch.Tensor:
+        y = conv_bn(band, block.conv1, gelu=True)
+        y = conv_bn(y, block.conv2, gelu=True)
+        y = _band_of(y, drop, drop + o1 - o0)
+        return conv_bn(y, block.conv3, gelu=True, residual=_band_of(x, o0, o1))
+
+    return banded_rows(x, 1, block.conv1.conv2d.out_channels, rows)
+
+
 def _patch_merging(x: torch.Tensor, merge) -> torch.Tensor:
     """``(B, C, H, W)`` channels-last map -> ``(B, H', W', C')`` tokens (a view)."""
-    x = conv_bn(x, merge.conv1, gelu=True)
-    x = conv_bn(x, merge.conv2, gelu=True)
+
+    def rows(band: torch.Tensor, o0: int, o1: int, drop: int) -> torch.Tensor:
+        y = conv_bn(band, merge.conv1, gelu=True)
+        return _band_of(conv_bn(y, merge.conv2, gelu=True), drop, drop + o1 - o0)
+
+    conv2 = merge.conv2.conv2d
+    x = banded_rows(x, conv2.stride[0], conv2.in_channels, rows)
     x = conv_bn(x, merge.conv3)
     return x.permute(0, 2, 3, 1)
 
@@ -164,6 +247,18 @@ def _tinyvit_block(x: torch.Tensor, block) -> torch.Tensor:
     # (B, H, W, C) contiguous is a channels-last (B, C, H, W) map: no copy either way
     x = conv_bn(x.permute(0, 3, 1, 2), block.local_conv).permute(0, 2, 3, 1)
     mlp = block.mlp
+    b, h, w, _ = x.shape
+    rows = max(1, BAND_BYTES // (b * w * mlp.fc1.out_features * x.element_size()))
+    if rows >= h or not _onednn_ops_apply(x):
+        return x + _mlp(x, mlp)
+    # tokens are independent in the MLP: rows of them at a time keep the hidden map small
+    return join_bands(
+        [x[:, i : i + rows] + _mlp(x[:, i : i + rows], mlp) for i in range(0, h, rows)], 1
+    )
+
+
+def _mlp(x: torch.Tensor, mlp) -> torch.Tensor:
+    """A TinyViT block's MLP (LayerNorm, fc1, GELU, fc2) on tokens ``(B, h, W, C)``."""
     hidden = mlp.norm(x)
     if _ONEDNN_LINEAR is not None and _onednn_ops_apply(hidden):
         # fc1 + its bias + the exact GELU in one oneDNN kernel
@@ -173,7 +268,7 @@ def _tinyvit_block(x: torch.Tensor, block) -> torch.Tensor:
         ).view(*shape[:-1], -1)
     else:
         hidden = mlp.act(mlp.fc1(hidden))
-    return x + mlp.fc2(hidden)
+    return mlp.fc2(hidden)
 
 
 def fused_forward(encoder, x: torch.Tensor) -> torch.Tensor:
@@ -201,9 +296,7 @@ def fused_features(
     x = conv_bn(conv_bn(x, seq[0], gelu=True), seq[2])
     conv_stage = encoder.stages[0]
     for block in conv_stage.blocks:  # MBConv: expand, depthwise, project, residual
-        y = conv_bn(x, block.conv1, gelu=True)
-        y = conv_bn(y, block.conv2, gelu=True)
-        x = conv_bn(y, block.conv3, gelu=True, residual=x)
+        x = _mbconv(x, block)
     x = _patch_merging(x, conv_stage.downsample)
     for i, stage in enumerate(encoder.stages[1:], start=1):
         for block in stage.blocks:
