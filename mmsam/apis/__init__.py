@@ -1,5 +1,6 @@
 """The library surface: model zoo, interactive prediction, automatic mask generation,
-auto-annotation of an image, SA-1B files and image reading.
+auto-annotation of an image, segmentation of large images tile by tile, SA-1B files
+and image reading.
 
 The command-line jobs over files and folders (``mmsam segment``, ``amg``, ``annotate``)
 are :mod:`mmsam.cli`'s; they call these.
@@ -18,6 +19,7 @@ _EXPORTS = {
     'ImageEmbedding': 'batch_predictor',
     'encode_images': 'batch_predictor',
     'EmbeddingStore': 'embedding_store',
+    'TiledSegmenter': 'tiled_segmentation',
     'write_sa1b': 'sa1b',
     'read_sa1b': 'sa1b',
     'records_to_sa1b': 'sa1b',

@@ -35,7 +35,9 @@ Why safetensors (one file per image) rather than the alternatives:
   near the threshold (tests/apis/test_embedding_store.py states the tolerance).
 
 Reading needs only numpy and safetensors, so the ONNX predictor can use a store
-without torch; writing and the weights check of a torch model import torch lazily.
+without torch (``python -c "from mmsam.apis import EmbeddingStore"`` and reading a store
+import neither torch nor :mod:`mmsam.utils`, whose package imports torch); writing and the
+weights check of a torch model import them lazily.
 """
 
 import json
@@ -46,9 +48,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-
-from ..utils.atomic_file import atomic_write, atomic_write_json
-from ..utils.fingerprints import file_stamp
 
 FORMAT = 'mmsam.embedding_store'
 VERSION = 1
@@ -120,6 +119,8 @@ def resume_key(encoder_sha256: str, dtype: str, image_file: str) -> str:
     """The resume key of an image's embedding: the encoder's digest, the dtype and
     the image file's size and time stamp (written after the embedding, so it marks a
     finished image; an embedding whose key differs is made again)."""
+    from ..utils.fingerprints import file_stamp
+
     size, mtime_ns = file_stamp(image_file)
     return f'{encoder_sha256} {dtype} {size} {mtime_ns}\n'
 
@@ -180,6 +181,8 @@ def write_embedding(
         'dtype': dtype,
         'embedding_shape': ','.join(str(s) for s in array.shape),
     }
+    from ..utils.atomic_file import atomic_write
+
     path = embedding_path(root, image)
     with atomic_write(path, 'wb') as f:
         f.write(_safetensors_bytes(TENSOR_NAME, array, meta))
@@ -349,6 +352,8 @@ def build_index(root: str) -> Dict[str, Any]:
         'embedding_shape': [int(s) for s in shared['embedding_shape'].split(',')],
         'images': images,
     }
+    from ..utils.atomic_file import atomic_write_json
+
     atomic_write_json(index, osp.join(root, INDEX_FILE))
     return index
 

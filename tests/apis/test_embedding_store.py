@@ -1,6 +1,9 @@
 """Embeddings loaded from a store give the masks of a fresh encoder pass."""
 
 import json
+import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -108,6 +111,57 @@ def test_store_readable_without_mmsam(model, images, stores):
     predictor = SAMPredictor(model)
     predictor.set_image(images['sub/b.jpg'])
     np.testing.assert_array_equal(array, predictor.features[0].numpy().astype(np.float16))
+
+
+#: reads a store (index, one embedding, the digest check, a predictor's image set from
+#: it) in a fresh process, then checks that torch was not loaded
+READ_STORE_WITHOUT_TORCH = r"""
+import json, sys
+
+from mmsam.apis import EmbeddingStore
+
+class Predictor:  # what an ONNXPredictor offers the store
+    image_size = int(sys.argv[3])
+
+    def set_image_embedding(self, embedding, original_size, input_size):
+        self.state = (embedding, original_size, input_size)
+
+store = EmbeddingStore(sys.argv[1])
+store.check_model(encoder_sha256=store.encoder_sha256)
+predictor = Predictor()
+stored = store.set_image(predictor, sys.argv[2])
+embedding, original_size, input_size = predictor.state
+assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules)
+print(json.dumps({'images': store.images, 'shape': list(embedding.shape),
+                  'dtype': str(embedding.dtype), 'sum': float(embedding.astype('float64').sum()),
+                  'sizes': [list(original_size), list(input_size)]}))
+"""
+
+
+def test_store_read_without_torch(stores):
+    from mmsam.apis.embedding_store import read_embedding
+
+    store = stores['float16']
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cmd = [sys.executable, '-c', READ_STORE_WITHOUT_TORCH, store.root, 'sub/b.jpg', str(IMG_SIZE)]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    want = read_embedding(f'{store.root}/embeddings/sub/b.jpg.safetensors')
+    assert got == {
+        'images': ['a.png', 'sub/b.jpg'],
+        'shape': [1, 256, IMG_SIZE // 16, IMG_SIZE // 16],
+        'dtype': 'float16',
+        'sum': float(want.embedding.astype(np.float64).sum()),
+        'sizes': [[200, 90], [256, 115]],
+    }
+
+
+def test_tiled_segmenter_is_exported():
+    from mmsam.apis import TiledSegmenter
+    from mmsam.apis.tiled_segmentation import TiledSegmenter as defined
+
+    assert TiledSegmenter is defined
 
 
 @pytest.fixture(scope='module')
