@@ -11,7 +11,7 @@ exported as COCO or SA-1B JSON (:mod:`.storage`). The command is :mod:`mmsam.cli
 from .app import create_app, ort_missing
 from .engine import ServeModel
 from .folder import BadRequest, ImageFolder, Limits, NotFound
-from .storage import AnnotationStore
+from .storage import AnnotationStore, StaleRevision
 
 __all__ = [
     'AnnotationStore',
@@ -20,6 +20,7 @@ __all__ = [
     'Limits',
     'NotFound',
     'ServeModel',
+    'StaleRevision',
     'create_app',
     'ort_missing',
 ]

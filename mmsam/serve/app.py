@@ -20,8 +20,9 @@ Endpoints (``{name}`` is an image's path relative to the folder)::
     GET  /api/decoder.onnx              the decoder graph for onnxruntime-web
     POST /api/decode/{name}             the 3 candidate masks of a prompt (fallback)
     POST /api/amg/{name}                automatic masks (AutomaticMaskGenerator)
-    GET  /api/annotations/{name}        the image's saved masks
-    PUT  /api/annotations/{name}        replace them (atomic; last write wins)
+    GET  /api/annotations/{name}        the image's saved masks and their revision
+    PUT  /api/annotations/{name}        replace them (atomic; 409 if the revision the body
+                                        names is not the file's: another tab saved)
     POST /api/export                    write exports/coco.json or exports/sa1b/
     GET  /api/exports/{file}            download an export
 
@@ -44,7 +45,7 @@ from starlette.staticfiles import StaticFiles
 
 from .engine import STABILITY_OFFSET, ServeModel
 from .folder import BadRequest, ImageFolder
-from .storage import AnnotationStore
+from .storage import AnnotationStore, StaleRevision
 
 STATIC_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'static')
 #: onnxruntime-web's browser files, installed by ``npm ci`` (tools/setup_web.sh)
@@ -128,7 +129,10 @@ def _too_large(limit: int) -> Response:
 
 
 def _error(request: Request, exc: BadRequest) -> Response:
-    return JSONResponse({'error': str(exc)}, status_code=exc.status)
+    body = {'error': str(exc)}
+    if isinstance(exc, StaleRevision):
+        body['revision'] = exc.revision  # the file's: what a reload would get
+    return JSONResponse(body, status_code=exc.status)
 
 
 def _server_error(request: Request, exc: Exception) -> Response:
@@ -266,8 +270,10 @@ def create_app(
             return JSONResponse(doc)
         body = await _json(request)
         if not isinstance(body, dict) or 'annotations' not in body:
-            raise BadRequest('the body must be {"annotations": [...]}')
-        doc = await run_in_threadpool(store.write, name, height, width, body['annotations'])
+            raise BadRequest('the body must be {"annotations": [...], "revision": N}')
+        doc = await run_in_threadpool(
+            store.write, name, height, width, body['annotations'], body.get('revision')
+        )
         return JSONResponse(doc)
 
     async def export(request: Request) -> Response:

@@ -14,9 +14,15 @@ counts), ``area``, ``bbox`` (XYWH, of what the RLE decodes to), ``predicted_iou`
 ``prompt`` (``points``, ``labels``, ``box``: what produced it), ``candidate`` (which
 multimask output, 0..2, or -1) and ``source`` (``"click"`` or ``"amg"``).
 
-Writes replace the whole file atomically (:mod:`mmsam.utils.atomic_file`): two tabs
-saving the same image end with one of the two documents, whole (last write wins),
-never a mix or a truncated file; a server restart reads the files back.
+Each document also has a ``revision``: 0 for an image without a file, 1 for the first
+save, one more at each save (a file written before revisions existed reads as 1).
+
+Writes replace the whole file atomically (:mod:`mmsam.utils.atomic_file`), never a mix or
+a truncated file; a server restart reads the files back. Saves are optimistic: a save
+that names the revision it was based on is refused (:class:`StaleRevision`, HTTP 409)
+when the file has changed since, so two tabs on one image cannot silently overwrite each
+other's work; the check and the write happen under one lock. A save without a revision
+(a script) replaces the file whatever it holds (last write wins).
 """
 
 import json
@@ -143,6 +149,31 @@ def normalize_annotation(ann: Any, index: int, height: int, width: int) -> Dict[
     }
 
 
+class StaleRevision(BadRequest):
+    """A save based on a revision that is no longer the file's (status 409).
+
+    Attributes:
+        revision (int): The file's revision now.
+    """
+
+    def __init__(self, name: str, based_on: int, revision: int) -> None:
+        super().__init__(
+            f'{name} was changed in another tab or window (saved revision {revision}, this '
+            f'save was based on revision {based_on}): reload to see it',
+            409,
+        )
+        self.revision = revision
+
+
+def _revision(value: Any) -> Optional[int]:
+    """The revision a save is based on (``None``: no check), or :class:`BadRequest`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(f'"revision" must be an integer >= 0 or null, got {value!r}')
+    return value
+
+
 class AnnotationStore:
     """Read and write the per-image annotation files and build the exports.
 
@@ -167,6 +198,7 @@ class AnnotationStore:
             'image': name,
             'height': int(height),
             'width': int(width),
+            'revision': 0,
             'annotations': [],
         }
 
@@ -191,9 +223,19 @@ class AnnotationStore:
                 f'{path} was saved for a {doc.get("height")}x{doc.get("width")} image, but '
                 f'{name} is {height}x{width} now: move the file away to start again'
             )
+        revision = doc.setdefault('revision', 1)  # a file from before revisions: 1
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
+            raise ValueError(f'{path} has revision {revision!r}, not an integer >= 1')
         return doc
 
-    def write(self, name: str, height: int, width: int, annotations: Any) -> Dict[str, Any]:
+    def write(
+        self,
+        name: str,
+        height: int,
+        width: int,
+        annotations: Any,
+        revision: Optional[int] = None,
+    ) -> Dict[str, Any]:
         """Check and save an image's annotations (the whole list), atomically.
 
         Args:
@@ -201,10 +243,17 @@ class AnnotationStore:
             height (int): The image height.
             width (int): The image width.
             annotations (list): Client annotations (:func:`normalize_annotation`).
+            revision (int, optional): The revision the client loaded and changed; the
+                save is refused if the file's revision is another. ``None``: no check.
 
         Returns:
-            dict: The document written.
+            dict: The document written (its ``revision`` one more than the file's).
+
+        Raises:
+            BadRequest: malformed annotations or revision.
+            StaleRevision: the file changed since ``revision``.
         """
+        revision = _revision(revision)
         if not isinstance(annotations, list):
             raise BadRequest('"annotations" must be a list')
         if len(annotations) > self.max_annotations:
@@ -218,6 +267,10 @@ class AnnotationStore:
             normalize_annotation(a, i, height, width) for i, a in enumerate(annotations)
         ]
         with self._lock:
+            current = self.read(name, height, width)['revision']
+            if revision is not None and revision != current:
+                raise StaleRevision(name, revision, current)
+            doc['revision'] = current + 1
             atomic_write_json(doc, self.path(name))
         return doc
 

@@ -155,6 +155,87 @@ def test_concurrent_puts_leave_one_whole_file(client, image_folder):
     assert leftovers == []
 
 
+def test_a_save_based_on_a_stale_revision_is_refused(client, image_folder):
+    """Two tabs load revision 0; the first save wins, the second gets 409 and changes
+    nothing; a save based on the revision now saved goes through."""
+    decoded = client.post('/api/decode/a.png', json=PROMPT).json()
+    first, second = (accepted(decoded, i, f'tab{i}', PROMPT) for i in (0, 1))
+    assert client.get('/api/annotations/a.png').json()['revision'] == 0
+    saved = client.put('/api/annotations/a.png', json={'annotations': [first], 'revision': 0})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()['revision'] == 1
+    path = image_folder / '.mmsam' / 'annotations' / 'a.png.json'
+    on_disk = path.read_bytes()
+
+    stale = client.put('/api/annotations/a.png', json={'annotations': [second], 'revision': 0})
+    assert stale.status_code == 409
+    body = stale.json()
+    assert body['revision'] == 1
+    assert 'a.png was changed in another tab or window' in body['error']
+    assert 'reload' in body['error']
+    assert path.read_bytes() == on_disk  # the refused save changed nothing
+
+    fresh = {'annotations': [first, second], 'revision': 1}
+    saved = client.put('/api/annotations/a.png', json=fresh)
+    assert saved.status_code == 200, saved.text
+    doc = client.get('/api/annotations/a.png').json()
+    assert doc == saved.json() and doc['revision'] == 2
+    assert [a['label'] for a in doc['annotations']] == ['tab0', 'tab1']
+
+    # a save without a revision (a script) replaces whatever is saved
+    saved = client.put('/api/annotations/a.png', json={'annotations': []})
+    assert saved.status_code == 200 and saved.json()['revision'] == 3
+    for bad in (-1, '3', 2.0, True):
+        body = {'annotations': [], 'revision': bad}
+        reply = client.put('/api/annotations/a.png', json=body)
+        assert reply.status_code == 400 and 'revision' in reply.json()['error'], bad
+    assert client.get('/api/annotations/a.png').json()['revision'] == 3
+
+
+def test_a_file_from_before_revisions_reads_as_revision_1(client, image_folder):
+    decoded = client.post('/api/decode/a.png', json=PROMPT).json()
+    client.put('/api/annotations/a.png', json={'annotations': [accepted(decoded, 0, 'x', PROMPT)]})
+    path = image_folder / '.mmsam' / 'annotations' / 'a.png.json'
+    old = json.loads(path.read_text())
+    del old['revision']
+    path.write_text(json.dumps(old))
+    assert client.get('/api/annotations/a.png').json()['revision'] == 1
+    stale = client.put('/api/annotations/a.png', json={'annotations': [], 'revision': 0})
+    assert stale.status_code == 409 and stale.json()['revision'] == 1
+    saved = client.put('/api/annotations/a.png', json={'annotations': [], 'revision': 1})
+    assert saved.status_code == 200 and saved.json()['revision'] == 2
+
+
+def test_concurrent_saves_on_one_revision_one_wins_whole(client, image_folder):
+    """Twelve saves based on the same revision at once: one is written, whole, the
+    others are refused (409) and leave no partial file."""
+    decoded = client.post('/api/decode/a.png', json=PROMPT).json()
+    bodies = [
+        {
+            'annotations': [accepted(decoded, i % 3, f'label{i}', PROMPT)] * (1 + i % 4),
+            'revision': 0,
+        }
+        for i in range(12)
+    ]
+    codes = {}
+
+    def put(i):
+        codes[i] = client.put('/api/annotations/a.png', json=bodies[i]).status_code
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes.values()) == [200] + [409] * (len(bodies) - 1)
+    (winner,) = [i for i, code in codes.items() if code == 200]
+    path = image_folder / '.mmsam' / 'annotations' / 'a.png.json'
+    doc = json.loads(path.read_text())  # whole JSON: the winner's document
+    assert doc['revision'] == 1
+    assert [a['label'] for a in doc['annotations']] == [f'label{winner}'] * (1 + winner % 4)
+    assert [p.name for p in path.parent.iterdir()] == ['a.png.json']
+
+
 @pytest.mark.parametrize(
     'url',
     [
@@ -288,4 +369,7 @@ def test_a_corrupt_annotation_file_is_reported_by_name(client, image_folder):
         client.post('/api/decode/a.png', json={'points': [['x', 1]], 'labels': [1]}).status_code
         == 400
     )
+    # a save cannot tell which revision the file holds: refused, the file kept
+    reply = client.put('/api/annotations/a.png', json={'annotations': [], 'revision': 0})
+    assert reply.status_code == 500 and 'a.png.json is not valid JSON' in reply.json()['error']
     assert path.read_text() == '{"format": "mmsam.serve.annotations", "ima'

@@ -244,3 +244,56 @@ def test_server_fallback_and_refusals(served, browser):
     conn.close()
     assert reply.status == 413
     assert not (served['folder'] / 'uploads').exists()
+
+
+def _put_annotations(served, name: str, body: dict):
+    """Another client (tab, window, script) saves an image's annotations: (status, JSON)."""
+    conn = http.client.HTTPConnection('127.0.0.1', served['port'], timeout=30)
+    headers = {'Content-Type': 'application/json'}
+    conn.request('PUT', f'/api/annotations/{name}', body=json.dumps(body), headers=headers)
+    reply = conn.getresponse()
+    data = json.loads(reply.read())
+    conn.close()
+    return reply.status, data
+
+
+def test_a_save_after_another_tab_saved_is_refused_and_kept(served, browser):
+    from selenium.webdriver.common.keys import Keys
+
+    saved_file = served['folder'] / '.mmsam' / 'annotations' / 'a.png.json'
+    open_page(browser, served['url'] + '/#a.png')
+    revision, count = browser.execute_script('return [mmsam.revision, mmsam.annotations.length]')
+    assert browser.find_element('id', 'conflict').is_displayed() is False
+    # another tab removes every mask of the image
+    status, doc = _put_annotations(served, 'a.png', {'annotations': [], 'revision': revision})
+    assert status == 200 and doc['revision'] == revision + 1
+
+    click_and_wait(browser, 60, 50)
+    browser.find_element('id', 'accept').click()  # based on the old revision: refused
+    wait_for(browser, 'return window.mmsam.conflict !== null')
+    banner = browser.find_element('id', 'conflict')
+    assert banner.is_displayed()
+    assert 'this image was changed in another tab/window; reload to see it' in banner.text
+    # the page keeps the masks it had and the new one, unsaved; the file is the other tab's
+    assert browser.execute_script('return mmsam.annotations.length') == count + 1
+    assert json.loads(saved_file.read_text())['annotations'] == []
+
+    browser.find_element('id', 'conflict-keep').click()  # save these over the other version
+    wait_for(browser, 'return window.mmsam.conflict === null')
+    assert not banner.is_displayed()
+    saved = json.loads(saved_file.read_text())
+    assert len(saved['annotations']) == count + 1 and saved['revision'] == revision + 2
+    assert browser.execute_script('return mmsam.revision') == revision + 2
+
+    # again, and this time the page reloads the other tab's version
+    status, _ = _put_annotations(served, 'a.png', {'annotations': [], 'revision': revision + 2})
+    assert status == 200
+    browser.find_element('tag name', 'body').send_keys(Keys.DELETE)
+    wait_for(browser, 'return window.mmsam.conflict !== null')
+    browser.find_element('id', 'conflict-reload').click()
+    wait_for(browser, 'return window.mmsam.conflict === null && window.mmsam.ready')
+    assert browser.execute_script('return [mmsam.revision, mmsam.annotations.length]') == [
+        revision + 3,
+        0,
+    ]
+    assert not banner.is_displayed()

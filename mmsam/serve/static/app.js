@@ -26,7 +26,9 @@ const app = {
   prompt: { points: [], box: null },
   candidates: [], // [{bits, score, stability}] (the 3 multimask outputs)
   candidate: 0,
-  annotations: [], // the server's document's annotations
+  annotations: [], // the server's document's annotations (unsaved ones during a conflict)
+  revision: 0, // the revision of the server's document that the page shows and changes
+  conflict: null, // {revision}: a save was refused, another tab saved revision `revision`
   selected: -1,
   history: [], // undo snapshots: {prompt, annotations, candidate}
   decoding: null,
@@ -42,6 +44,10 @@ window.mmsam = app;
 function status(text) { $('status').textContent = text; }
 
 function fail(err) {
+  if (err && err.status === 409 && app.conflict) { // a refused save: the banner says it
+    status('not saved: changed in another tab/window');
+    return;
+  }
   app.error = String(err && err.message ? err.message : err);
   status('error: ' + app.error);
   console.error(err);
@@ -51,8 +57,12 @@ async function api(url, options = {}) {
   const reply = await fetch(url, options);
   if (!reply.ok) {
     let message = reply.status + ' ' + reply.statusText;
-    try { message = (await reply.json()).error || message; } catch (e) { /* not JSON */ }
-    throw new Error(message);
+    let body = null;
+    try { body = await reply.json(); message = body.error || message; } catch (e) { /* not JSON */ }
+    const error = new Error(message);
+    error.status = reply.status;
+    error.body = body;
+    throw error;
   }
   return reply;
 }
@@ -353,11 +363,52 @@ function snapshot() {
   if (app.history.length > 200) app.history.shift();
 }
 
+// Saves name the revision they change; the server refuses (409) a save based on a revision
+// that another tab or window has replaced. The page then keeps the user's masks, unsaved,
+// and says so: "reload" shows the other version, "keep mine" saves these over it.
 async function saveAnnotations(list) {
-  const doc = await putJson('/api/annotations/' + encodeName(app.name), { annotations: list });
+  const url = '/api/annotations/' + encodeName(app.name);
+  let doc;
+  try {
+    doc = await putJson(url, { annotations: list, revision: app.revision });
+  } catch (err) {
+    if (err.status === 409 && err.body) showConflict(list, err.body.revision);
+    throw err;
+  }
   app.annotations = doc.annotations;
+  app.revision = doc.revision;
+  hideConflict();
   const item = app.images[app.index];
   if (item) item.saved = true;
+}
+
+function showConflict(list, revision) {
+  app.conflict = { revision };
+  app.annotations = list; // the user's work stays on the page
+  $('conflict-text').textContent = 'this image was changed in another tab/window; reload to ' +
+    `see it (the ${list.length} masks shown here are not saved: "keep mine" saves them over it)`;
+  $('conflict').hidden = false;
+  redraw();
+}
+
+function hideConflict() {
+  app.conflict = null;
+  $('conflict').hidden = true;
+}
+
+async function keepMine() {
+  if (!app.conflict) return;
+  app.revision = app.conflict.revision;
+  try {
+    await saveAnnotations(app.annotations);
+    redraw();
+    status(`saved ${app.annotations.length} masks`);
+  } catch (err) { fail(err); }
+}
+
+async function reloadSaved() {
+  hideConflict();
+  await openImage(app.index);
 }
 
 function addPoint(x, y, label) {
@@ -494,6 +545,9 @@ async function fetchEmbedding(name) {
 
 async function openImage(index) {
   if (index < 0 || index >= app.images.length) return;
+  if (app.conflict && !window.confirm(`the masks shown for ${app.name} are not saved ` +
+    '(another tab/window changed the image): leave them?')) return;
+  hideConflict();
   app.ready = false;
   const item = app.images[index];
   app.index = index;
@@ -517,6 +571,7 @@ async function openImage(index) {
   app.embeddingShape = emb.shape;
   app.embedding = typeof ort !== 'undefined' ? new ort.Tensor('float32', emb.data, emb.shape) : null;
   app.annotations = doc.annotations;
+  app.revision = doc.revision;
   for (const id of ['image-layer', 'mask-layer']) {
     $(id).width = img.naturalWidth;
     $(id).height = img.naturalHeight;
@@ -635,6 +690,11 @@ function bindEvents() {
   $('export-polygon').onclick = () => exportAs('coco', 'polygon');
   $('export-sa1b').onclick = () => exportAs('sa1b');
   $('upload').onchange = (e) => { if (e.target.files[0]) upload(e.target.files[0]); };
+  $('conflict-reload').onclick = reloadSaved;
+  $('conflict-keep').onclick = keepMine;
+  window.addEventListener('beforeunload', (e) => {
+    if (app.conflict) { e.preventDefault(); e.returnValue = ''; } // unsaved masks
+  });
   window.addEventListener('hashchange', () => {
     const index = app.images.findIndex((i) => i.name === decodeURIComponent(location.hash.slice(1)));
     if (index >= 0 && index !== app.index) openImage(index);
