@@ -151,8 +151,8 @@ def banded_rows(
     """
     b, _, h, w = x.shape
     out_h = (h - 1) // stride + 1
-    rows = max(1, BAND_BYTES // (b * hidden_channels * w * x.element_size() * stride))
-    if rows >= out_h or not _onednn_ops_apply(x):
+    rows = _rows_per_band(x, b * hidden_channels * w * stride, out_h)
+    if rows == out_h:
         return rows_fn(x, 0, out_h, 0)
     bands = []
     for o0 in range(0, out_h, rows):
@@ -161,6 +161,16 @@ def banded_rows(
         end = min(stride * (o1 - 1) + 2, h)
         bands.append(rows_fn(x[:, :, start:end], o0, o1, o0 - start // stride))
     return join_bands(bands, dim=2)
+
+
+def _rows_per_band(x: torch.Tensor, values_per_row: int, total_rows: int) -> int:
+    """Output rows per band when one output row needs a hidden map of ``values_per_row``
+    elements of ``x``'s dtype: as many as :data:`BAND_BYTES` holds (at least one), or all
+    ``total_rows`` (one band) when they fit or the eager oneDNN path does not run (traced,
+    exported, autograd: the plain kernels, one graph)."""
+    if not _onednn_ops_apply(x):
+        return total_rows
+    return min(total_rows, max(1, BAND_BYTES // (values_per_row * x.element_size())))
 
 
 def join_bands(bands: List[torch.Tensor], dim: int) -> torch.Tensor:
@@ -248,8 +258,8 @@ def _tinyvit_block(x: torch.Tensor, block) -> torch.Tensor:
     x = conv_bn(x.permute(0, 3, 1, 2), block.local_conv).permute(0, 2, 3, 1)
     mlp = block.mlp
     b, h, w, _ = x.shape
-    rows = max(1, BAND_BYTES // (b * w * mlp.fc1.out_features * x.element_size()))
-    if rows >= h or not _onednn_ops_apply(x):
+    rows = _rows_per_band(x, b * w * mlp.fc1.out_features, h)
+    if rows == h:
         return x + _mlp(x, mlp)
     # tokens are independent in the MLP: rows of them at a time keep the hidden map small
     return join_bands(
