@@ -25,6 +25,7 @@ from mmsam.testing.eval_runs import (
 )
 from mmsam.testing.mobile_sam_parity import randomize_mobile_sam
 from mmsam.testing.sam_hq_parity import LIGHT_HQ_SAM_CONFIG, config_path
+from mmsam.testing.tool_scripts import load_tool
 from mmsam.utils.checkpoint_io import save_checkpoint
 
 IMG = 256
@@ -222,13 +223,7 @@ def test_auto_annotate_masks_are_the_predictors(model, image, tmp_path):
 def test_export_tool_refuses_hq_token_only_for_sam(checkpoint, tmp_path, capsys):
     """``tools/deployment/export_onnx.py --hq-token-only`` on a SAM model: exit code 1."""
     pytest.importorskip('onnxruntime')
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        'export_onnx_tool', os.path.join(REPO, 'tools/deployment/export_onnx.py')
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/deployment/export_onnx.py')
     out = str(tmp_path / 'decoder.onnx')
     sam = str(tmp_path / 'mobile_sam_small.pth')
     hq_parts = {'hf_token', 'hf_mlp', 'compress_vit_feat', 'embedding_encoder'}

@@ -1,6 +1,5 @@
 """tools/deployment/export_onnx.py: a config and a checkpoint in, ONNX graphs out."""
 
-import importlib.util
 import os
 
 import numpy as np
@@ -10,17 +9,13 @@ from mmsam.apis import SAMPredictor
 from mmsam.deploy import ONNXPredictor
 from mmsam.deploy.onnx_session import CheckedSession
 from mmsam.testing import sam_model_cfg
+from mmsam.testing.tool_scripts import load_tool
 from mmsam.utils import save_checkpoint
-
-TOOL = os.path.join(os.path.dirname(__file__), '..', '..', 'tools', 'deployment', 'export_onnx.py')
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('export_onnx_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/deployment/export_onnx.py')
 
 
 @pytest.fixture(scope='module')

@@ -4,7 +4,6 @@ backbone.*``, ``image_encoder.neck.*``, ``image_encoder.norm.*``, ``prompt_encod
 through ``tools/model_converters/sam2mmsam.py``; checkpoints of another family or size are
 refused with the file name."""
 
-import importlib.util
 import os
 
 import pytest
@@ -18,6 +17,7 @@ from mmsam.testing.efficientvit_sam_parity import (
     build_official_efficientvit_sam,
     efficientvit_sam_config_path,
 )
+from mmsam.testing.tool_scripts import load_tool
 from mmsam.utils.checkpoint_io import CheckpointLoadError, CheckpointMismatchError
 from mmsam.utils.checkpoint_keys import (
     convert_mmsam_to_official,
@@ -61,10 +61,7 @@ def test_official_file_loads_by_name_and_config_strictly(official_file, tmp_path
 
 def test_converter_writes_an_mmsam_file(official_file, tmp_path, capsys):
     path, state = official_file
-    tool = os.path.join(os.path.dirname(__file__), '../../tools/model_converters/sam2mmsam.py')
-    spec = importlib.util.spec_from_file_location('sam2mmsam_tool', tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('tools/model_converters/sam2mmsam.py')
     dst = tmp_path / 'efficientvit_sam_l0_mmsam.pth'
     assert module.main([path, str(dst)]) == 0
     printed = capsys.readouterr().out

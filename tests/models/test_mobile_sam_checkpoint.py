@@ -10,6 +10,7 @@ import mmsam
 from mmsam.apis.convert import convert_checkpoint
 from mmsam.apis.model_zoo import load_pretrained
 from mmsam.testing.mobile_sam_parity import build_official_mobile_sam
+from mmsam.testing.tool_scripts import load_tool
 from mmsam.utils.checkpoint_io import CheckpointLoadError, CheckpointMismatchError
 from mmsam.utils.checkpoint_keys import (
     convert_mmsam_to_official,
@@ -70,14 +71,8 @@ def test_headless_encoder_takes_the_encoder(official_file):
 
 
 def test_converter_writes_an_mmsam_file(official_file, tmp_path, capsys):
-    import importlib.util
-    import os
-
     path, state = official_file
-    tool = os.path.join(os.path.dirname(__file__), '../../tools/model_converters/sam2mmsam.py')
-    spec = importlib.util.spec_from_file_location('sam2mmsam_tool', tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('tools/model_converters/sam2mmsam.py')
     dst = tmp_path / 'mobile_sam_mmsam.pth'
     assert module.main([path, str(dst)]) == 0
     printed = capsys.readouterr().out

@@ -4,8 +4,6 @@
 through ``tools/model_converters/sam2mmsam.py``; a SAM checkpoint is refused by a SAM-HQ
 model (and the reverse) with the file name and the keys."""
 
-import importlib.util
-import os
 import warnings
 
 import pytest
@@ -13,6 +11,7 @@ import torch
 
 import mmsam
 from mmsam.testing.sam_hq_parity import build_light_hq_sam_pair, config_path
+from mmsam.testing.tool_scripts import load_tool
 from mmsam.utils.checkpoint_io import CheckpointMismatchError
 from mmsam.utils.checkpoint_keys import convert_mmsam_to_official, official_key_to_mmsam
 
@@ -69,10 +68,7 @@ def test_official_vit_b_layout_loads_by_config_strictly(tmp_path):
 def test_light_hq_sam_loads_by_name_and_through_the_converter(light_file, tmp_path, capsys):
     path, state = light_file
     _assert_same_weights(mmsam.get_model(LIGHT_NAME, pretrained=path), state)
-    tool = os.path.join(os.path.dirname(__file__), '../../tools/model_converters/sam2mmsam.py')
-    spec = importlib.util.spec_from_file_location('sam2mmsam_tool', tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('tools/model_converters/sam2mmsam.py')
     dst = tmp_path / 'sam_hq_vit_tiny_mmsam.pth'
     assert module.main([path, str(dst)]) == 0
     printed = capsys.readouterr().out

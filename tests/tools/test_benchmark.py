@@ -1,20 +1,14 @@
 """The benchmark tool runs end to end on a tiny model (it never asserts a time)."""
 
-import importlib.util
 import json
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mmsam.testing.tool_scripts import load_tool
 
 
 def _load_tool():
-    path = os.path.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('mmsam_benchmark_tool', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/benchmark.py')
 
 
 def test_benchmark_tiny_writes_table_and_json(tmp_path, capsys):

@@ -6,7 +6,6 @@ fused encoder runs its window attention through SDPA, the plain one (mmpretrain'
 LeAttention) through explicit matmuls, and both must count the same.
 """
 
-import importlib.util
 import json
 import math
 
@@ -14,18 +13,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmsam.testing.eval_runs import REPO, input_size_overrides
+from mmsam.testing.eval_runs import input_size_overrides
 from mmsam.testing.mobile_sam_parity import mobile_sam_config_path
+from mmsam.testing.tool_scripts import load_tool
 
 IMG = 256
 
 
 def _tool():
-    path = f'{REPO}/tools/analysis_tools/get_flops.py'
-    spec = importlib.util.spec_from_file_location('get_flops', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/get_flops.py')
 
 
 class _Attention(nn.Module):

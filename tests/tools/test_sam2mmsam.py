@@ -1,6 +1,5 @@
 """tools/model_converters/sam2mmsam.py: official / HF / mmpretrain files to mmsam checkpoints."""
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -12,6 +11,7 @@ import torch
 
 from mmsam.testing import build_official_sam
 from mmsam.testing.hf_layout import official_to_hf_state_dict
+from mmsam.testing.tool_scripts import load_tool
 from mmsam.utils.checkpoint_keys import convert_official_to_mmsam
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,10 +19,7 @@ TOOL = ROOT / 'tools' / 'model_converters' / 'sam2mmsam.py'
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('sam2mmsam', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(TOOL.relative_to(ROOT).as_posix())
 
 
 @pytest.fixture(scope='module')

@@ -1,21 +1,15 @@
 """tools/analysis_tools/tiling_benchmark.py runs end to end on a small TIFF (no time asserted)."""
 
-import importlib.util
 import json
-import os
 
 import numpy as np
 import tifffile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mmsam.testing.tool_scripts import load_tool
 
 
 def _load_tool():
-    path = os.path.join(ROOT, 'tools', 'analysis_tools', 'tiling_benchmark.py')
-    spec = importlib.util.spec_from_file_location('mmsam_tiling_benchmark', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/tiling_benchmark.py')
 
 
 def test_tiling_benchmark_writes_the_tiff_by_chunks_and_reports(tmp_path, capsys):
